@@ -1,0 +1,118 @@
+"""Raw inputs: transactions, fraud labels and the customer and terminal profiles.
+
+Each is loaded under its data contract from the payment-gateway simulator (the default) or
+from Parquet/CSV files named in run config. Loading appends new ids only; rows that break
+the contract land in `raw.rejected_rows` with the reason.
+"""
+from dagster import AssetExecutionContext, Config, MaterializeResult, asset
+from pydantic import Field
+
+from mlops_assets.assets.materialization import warehouse_materialization
+from mlops_assets.contracts import CONTRACTS, TRANSACTIONS, Contract
+from mlops_assets.ingestion import LoadReport, load_file
+from mlops_assets.quality import (
+    daily_coverage_check,
+    not_null_check,
+    unique_key_check,
+    value_range_check,
+    warehouse_check,
+)
+from mlops_assets.resources.simulator import SimulatorResource
+from mlops_assets.resources.warehouse import WarehouseResource
+
+
+class RawInputConfig(Config):
+    """Where to load this input from."""
+
+    path: str | None = Field(
+        default=None,
+        description=(
+            "A Parquet or CSV file, or a glob of them, to load. "
+            "Leave empty to load the payment-gateway simulator's data set."
+        ),
+    )
+
+
+def build_raw_asset(contract: Contract):
+    @asset(
+        name=contract.asset_name,
+        description=contract.description,
+        group_name="raw",
+        kinds={"duckdb"},
+        pool="warehouse",
+    )
+    def _raw_input(
+        context: AssetExecutionContext,
+        config: RawInputConfig,
+        warehouse: WarehouseResource,
+        simulator: SimulatorResource,
+    ) -> MaterializeResult:
+        path = config.path or str(simulator.dataset_files(context.log.info)[contract.name])
+        context.log.info(f"loading {contract.name} from {path}")
+        with warehouse.connect() as con:
+            report = load_file(con, contract, path, context.run_id)
+            context.log.info(
+                f"{report.rows_read:,} rows read: {report.rows_loaded:,} new, "
+                f"{report.rows_duplicate:,} already stored, {report.rows_rejected:,} rejected"
+            )
+            if report.rows_rejected:
+                context.log.warning(f"rejected rows by reason: {report.rejection_reasons}")
+            return warehouse_materialization(
+                context,
+                con,
+                contract.table,
+                upstream=[],
+                time_column=contract.time_column,
+                extra_metadata=_load_metadata(report),
+            )
+
+    return _raw_input
+
+
+def _load_metadata(report: LoadReport) -> dict:
+    return {
+        "source": report.source,
+        "rows_read": report.rows_read,
+        "rows_loaded": report.rows_loaded,
+        "rows_already_stored": report.rows_duplicate,
+        "rows_rejected": report.rows_rejected,
+        "rejection_reasons": str(report.rejection_reasons or "none"),
+        "columns_never_stored": str(list(report.dropped_columns) or "none"),
+    }
+
+
+def build_raw_checks(contract: Contract) -> list:
+    checks = [
+        warehouse_check(
+            contract.asset_name,
+            "unique_ids",
+            f"Each {contract.key} is stored once.",
+            lambda con: unique_key_check(con, contract.table, contract.key),
+        ),
+        warehouse_check(
+            contract.asset_name,
+            "no_null_keys",
+            "Required fields are never null.",
+            lambda con: not_null_check(con, contract.table, [f.name for f in contract.required_fields]),
+        ),
+    ]
+    if contract is TRANSACTIONS:
+        checks += [
+            warehouse_check(
+                contract.asset_name,
+                "amounts_in_range",
+                "Amounts are numbers >= 0.",
+                lambda con: value_range_check(con, contract.table, {"amount": (0, None)}),
+            ),
+            warehouse_check(
+                contract.asset_name,
+                "daily_coverage",
+                "Every day between the first and the last transaction has transactions.",
+                lambda con: daily_coverage_check(con, contract.table, "event_time"),
+            ),
+        ]
+    return checks
+
+
+raw_assets = [build_raw_asset(contract) for contract in CONTRACTS.values()]
+raw_asset_checks = [check for contract in CONTRACTS.values() for check in build_raw_checks(contract)]

@@ -1,0 +1,105 @@
+"""The data contracts of the four raw inputs (see DESIGN.md, "Data contracts").
+
+A contract names the warehouse table an input lands in, its id column, and each field's
+type and rule. The loader (`mlops_assets/ingestion.py`) turns these into SQL that splits a
+file into rows that keep the contract and rejected rows with a reason.
+"""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Field:
+    """A field of a contract. `rule` is a SQL condition on the typed value `v`."""
+
+    name: str
+    sql_type: str
+    rule: str | None = None
+    rule_text: str | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What rows of one input must look like, and where they land."""
+
+    name: str
+    asset_name: str
+    description: str
+    table: str
+    key: str
+    fields: tuple[Field, ...]
+    time_column: str | None = None
+    keeps_extra_fields: bool = False
+
+    @property
+    def required_fields(self) -> tuple[Field, ...]:
+        return tuple(field for field in self.fields if field.required)
+
+
+_ID = dict(sql_type="VARCHAR", rule="trim(v) <> ''", rule_text="must not be empty")
+
+TRANSACTIONS = Contract(
+    name="transactions",
+    asset_name="raw_transactions",
+    description="Card transactions as received from the payment gateway, one row per transaction_id.",
+    table="raw.transactions",
+    key="transaction_id",
+    fields=(
+        Field("transaction_id", **_ID),
+        Field("event_time", "TIMESTAMP"),
+        Field("customer_id", **_ID),
+        Field("terminal_id", **_ID),
+        Field("amount", "DOUBLE", "v >= 0 AND isfinite(v)", "must be a number >= 0"),
+        Field(
+            "currency",
+            "VARCHAR",
+            "regexp_full_match(v, '[A-Z]{3}')",
+            "must be an ISO 4217 code of 3 capital letters",
+        ),
+    ),
+    time_column="event_time",
+    keeps_extra_fields=True,
+)
+
+FRAUD_LABELS = Contract(
+    name="fraud_labels",
+    asset_name="raw_fraud_labels",
+    description="Fraud reports (chargebacks and cleared disputes), one per transaction, with when each became known.",
+    table="raw.fraud_labels",
+    key="transaction_id",
+    fields=(
+        Field("transaction_id", **_ID),
+        Field("is_fraud", "INTEGER", "v IN (0, 1)", "must be 0 or 1"),
+        Field("reported_at", "TIMESTAMP"),
+    ),
+    time_column="reported_at",
+)
+
+CUSTOMERS = Contract(
+    name="customers",
+    asset_name="customer_profiles",
+    description="Card holders' contextual profiles: where each customer lives.",
+    table="raw.customers",
+    key="customer_id",
+    fields=(
+        Field("customer_id", **_ID),
+        Field("home_lat", "DOUBLE", "v BETWEEN -90 AND 90", "must be a latitude in [-90, 90]"),
+        Field("home_lon", "DOUBLE", "v BETWEEN -180 AND 180", "must be a longitude in [-180, 180]"),
+    ),
+)
+
+TERMINALS = Contract(
+    name="terminals",
+    asset_name="terminal_profiles",
+    description="Payment terminals' contextual profiles: location and merchant category.",
+    table="raw.terminals",
+    key="terminal_id",
+    fields=(
+        Field("terminal_id", **_ID),
+        Field("lat", "DOUBLE", "v BETWEEN -90 AND 90", "must be a latitude in [-90, 90]"),
+        Field("lon", "DOUBLE", "v BETWEEN -180 AND 180", "must be a longitude in [-180, 180]"),
+        Field("merchant_category", "VARCHAR", required=False),
+    ),
+)
+
+CONTRACTS = {contract.name: contract for contract in (TRANSACTIONS, FRAUD_LABELS, CUSTOMERS, TERMINALS)}

@@ -1,0 +1,18 @@
+"""The code location's table of contents: assets, checks and resources for this deployment."""
+from dagster import Definitions, in_process_executor
+
+from mlops_assets.assets.features import build_feature_assets, build_feature_checks
+from mlops_assets.assets.raw import raw_asset_checks, raw_assets
+from mlops_assets.features.catalog import load_catalog
+from mlops_assets.resources import resources_for
+from mlops_assets.settings import deployment, feature_definitions_dir
+
+feature_catalog = load_catalog(feature_definitions_dir())
+
+defs = Definitions(
+    assets=[*raw_assets, *build_feature_assets(feature_catalog)],
+    asset_checks=[*raw_asset_checks, *build_feature_checks(feature_catalog)],
+    resources=resources_for(deployment()),
+    # One process per run: DuckDB admits one writer process per file.
+    executor=in_process_executor,
+)

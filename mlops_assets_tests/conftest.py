@@ -1,0 +1,50 @@
+"""Shared fixtures: a temporary data directory, a real DuckDB warehouse file, a small
+simulated data set and the project's feature catalog."""
+import datetime
+from pathlib import Path
+
+import pytest
+
+from mlops_assets.features.catalog import load_catalog
+from mlops_assets.resources.simulator import SimulatorResource
+from mlops_assets.resources.warehouse import WarehouseResource
+from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset
+from mlops_assets.settings import REPOSITORY_ROOT
+
+SMALL_SIMULATION = dict(customers=150, terminals=80, days=45, start_date="2026-01-01", seed=7)
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own data directory, so no state leaks between tests."""
+    directory = tmp_path / "data"
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(directory))
+    return directory
+
+
+@pytest.fixture
+def warehouse(data_dir: Path) -> WarehouseResource:
+    return WarehouseResource(database=str(data_dir / "warehouse.duckdb"))
+
+
+@pytest.fixture(scope="session")
+def small_dataset_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Parquet files of a small simulated data set (about 10k transactions)."""
+    config = SimulationConfig(
+        customers=SMALL_SIMULATION["customers"],
+        terminals=SMALL_SIMULATION["terminals"],
+        days=SMALL_SIMULATION["days"],
+        start=datetime.date.fromisoformat(SMALL_SIMULATION["start_date"]),
+        seed=SMALL_SIMULATION["seed"],
+    )
+    return write_dataset(simulate(config), tmp_path_factory.mktemp("small_dataset"))
+
+
+@pytest.fixture
+def small_simulator(data_dir: Path) -> SimulatorResource:
+    return SimulatorResource(cache_dir=str(data_dir / "simulated"), **SMALL_SIMULATION)
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    return load_catalog(REPOSITORY_ROOT / "feature_definitions")
