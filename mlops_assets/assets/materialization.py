@@ -23,7 +23,7 @@ def warehouse_materialization(
     extra_metadata: dict[str, Any] | None = None,
 ) -> MaterializeResult:
     """Records the lineage row of `table` and returns its metadata and data version."""
-    record = record_lineage(con, context.asset_key.to_user_string(), context.run_id, table, time_column, upstream)
+    record = record_lineage(con, context.asset_key.to_user_string(), context.run.run_id, table, time_column, upstream)
     columns = con.execute(f"DESCRIBE {table}").fetchall()
     preview = con.execute(f"SELECT * FROM {table} LIMIT 5").df()
     metadata: dict[str, Any] = {

@@ -4,12 +4,12 @@ Each is loaded under its data contract from the payment-gateway simulator (the d
 from Parquet/CSV files named in run config. Loading appends new ids only; rows that break
 the contract land in `raw.rejected_rows` with the reason.
 """
-from dagster import AssetExecutionContext, Config, MaterializeResult, asset
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 from pydantic import Field
 
 from mlops_assets.assets.materialization import warehouse_materialization
 from mlops_assets.contracts import CONTRACTS, TRANSACTIONS, Contract
-from mlops_assets.ingestion import LoadReport, load_file
+from mlops_assets.ingestion import InputFileError, LoadReport, load_file
 from mlops_assets.quality import (
     daily_coverage_check,
     not_null_check,
@@ -50,7 +50,10 @@ def build_raw_asset(contract: Contract):
         path = config.path or str(simulator.dataset_files(context.log.info)[contract.name])
         context.log.info(f"loading {contract.name} from {path}")
         with warehouse.connect() as con:
-            report = load_file(con, contract, path, context.run_id)
+            try:
+                report = load_file(con, contract, path, context.run.run_id)
+            except InputFileError as error:
+                raise Failure(description=str(error), allow_retries=False) from error
             context.log.info(
                 f"{report.rows_read:,} rows read: {report.rows_loaded:,} new, "
                 f"{report.rows_duplicate:,} already stored, {report.rows_rejected:,} rejected"

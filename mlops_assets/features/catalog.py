@@ -265,6 +265,7 @@ def _expand(entry: Any, where: str) -> list[Feature]:
         raise FeatureDefinitionError(f"{where} ({name}): `range` is [low, high]; null for open")
 
     def build(window: str | None) -> Feature:
+        window_seconds = parse_window(window, f"{where} ({name})") if window else None
         feature_name = name.replace("{window}", window) if window else name
         if not _NAME_PATTERN.match(feature_name):
             raise FeatureDefinitionError(f"{where}: feature name {feature_name!r} is not lower_snake_case")
@@ -273,7 +274,7 @@ def _expand(entry: Any, where: str) -> list[Feature]:
             function=function,
             of=of if needs_of else None,
             by=by if needs_by else None,
-            window_seconds=parse_window(window, f"{where} ({name})") if window else None,
+            window_seconds=window_seconds,
             params=tuple(sorted(params.items())),
             valid_range=valid_range,
         )
