@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "catboost==1.2.10",
     "evidently==0.7.23",
     "kafka-python==3.0.12",
+    "matplotlib==3.11.2",
     "mlflow==3.17.2",
 ]
 

@@ -3,14 +3,28 @@ from dagster import Definitions, in_process_executor
 
 from mlops_assets.assets.features import build_feature_assets, build_feature_checks
 from mlops_assets.assets.raw import raw_asset_checks, raw_assets
+from mlops_assets.assets.scoring import build_fraud_scores_asset
+from mlops_assets.assets.training import (
+    build_champion_model_asset,
+    build_fraud_model_asset,
+    build_training_data_asset,
+)
 from mlops_assets.features.catalog import load_catalog
 from mlops_assets.resources import resources_for
-from mlops_assets.settings import deployment, feature_definitions_dir
+from mlops_assets.settings import MODEL_FEATURE_VIEW, deployment, feature_definitions_dir
 
 feature_catalog = load_catalog(feature_definitions_dir())
+model_view = feature_catalog.view(MODEL_FEATURE_VIEW)
 
 defs = Definitions(
-    assets=[*raw_assets, *build_feature_assets(feature_catalog)],
+    assets=[
+        *raw_assets,
+        *build_feature_assets(feature_catalog),
+        build_training_data_asset(model_view),
+        build_fraud_model_asset(model_view),
+        build_champion_model_asset(model_view),
+        build_fraud_scores_asset(model_view),
+    ],
     asset_checks=[*raw_asset_checks, *build_feature_checks(feature_catalog)],
     resources=resources_for(deployment()),
     # One process per run: DuckDB admits one writer process per file.

@@ -24,3 +24,7 @@ def feature_definitions_dir() -> Path:
 def deployment() -> str:
     """Which resource set to use: `local` (embedded defaults) or `production`."""
     return os.environ.get("MLOPS_DEPLOYMENT", "local")
+
+
+# The feature view the fraud model is trained on and scores with.
+MODEL_FEATURE_VIEW = "fraud_feature_view"

@@ -129,6 +129,14 @@ class FeatureCatalog:
     views: tuple[FeatureView, ...]
     source_dir: Path = field(compare=False)
 
+    def view(self, name: str) -> FeatureView:
+        for view in self.views:
+            if view.name == name:
+                return view
+        raise FeatureDefinitionError(
+            f"{self.source_dir}: no feature view named {name!r}; defined: {[v.name for v in self.views]}"
+        )
+
 
 def definition_version(definition: Any) -> str:
     """A short, stable hash of a normalised definition."""

@@ -1,4 +1,5 @@
-"""The warehouse: one DuckDB file, one schema per layer (raw, features, labels, views, meta)."""
+"""The warehouse: one DuckDB file, one schema per layer (raw, features, labels, views, training,
+scores) and `meta` for lineage."""
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-LAYER_SCHEMAS = ("raw", "features", "labels", "views", "meta")
+LAYER_SCHEMAS = ("raw", "features", "labels", "views", "training", "scores", "meta")
 
 
 class WarehouseResource(DuckDBResource):

@@ -1,0 +1,1 @@
+"""Model training, evaluation and the model artifact."""
