@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 
 from mlops_assets.features.catalog import load_catalog
+from mlops_assets.resources.mlflow import EXPERIMENT_NAME, ModelRegistryResource, experiment_tracker
 from mlops_assets.resources.simulator import SimulatorResource
 from mlops_assets.resources.warehouse import WarehouseResource
 from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset
 from mlops_assets.settings import REPOSITORY_ROOT
 
-SMALL_SIMULATION = dict(customers=150, terminals=80, days=45, start_date="2026-01-01", seed=7)
+SMALL_SIMULATION = dict(customers=300, terminals=150, days=60, start_date="2026-01-01", seed=7)
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +30,7 @@ def warehouse(data_dir: Path) -> WarehouseResource:
 
 @pytest.fixture(scope="session")
 def small_dataset_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Parquet files of a small simulated data set (about 10k transactions)."""
+    """Parquet files of a small simulated data set (about 40k transactions)."""
     config = SimulationConfig(
         customers=SMALL_SIMULATION["customers"],
         terminals=SMALL_SIMULATION["terminals"],
@@ -48,3 +49,21 @@ def small_simulator(data_dir: Path) -> SimulatorResource:
 @pytest.fixture(scope="session")
 def catalog():
     return load_catalog(REPOSITORY_ROOT / "feature_definitions")
+
+
+@pytest.fixture
+def platform_resources(data_dir: Path, warehouse, small_simulator) -> dict:
+    """Every resource of the local deployment, in this test's data directory."""
+    tracking_uri = f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
+    return {
+        "warehouse": warehouse,
+        "simulator": small_simulator,
+        "mlflow": experiment_tracker.configured(
+            {
+                "experiment_name": EXPERIMENT_NAME,
+                "mlflow_tracking_uri": tracking_uri,
+                "artifact_location": (data_dir / "mlflow" / "artifacts").as_uri(),
+            }
+        ),
+        "model_registry": ModelRegistryResource(tracking_uri=tracking_uri),
+    }

@@ -17,6 +17,7 @@ def test_code_location_has_the_whole_graph():
         "raw_transactions", "raw_fraud_labels", "customer_profiles", "terminal_profiles",
         "transaction_features", "customer_behaviour", "terminal_behaviour",
         "transaction_labels", "fraud_feature_view",
+        "training_data", "fraud_model", "champion_model", "fraud_scores",
     }
     view = defs.resolve_assets_def("fraud_feature_view")
     upstream = {key.to_user_string() for key in view.dependency_keys}

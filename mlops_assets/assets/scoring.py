@@ -62,7 +62,7 @@ def build_fraud_scores_asset(view: FeatureView) -> AssetsDefinition:
         if champion is None:
             raise Failure(description=f"{registry.model_name} has no champion: materialize champion_model first")
         try:
-            model = registry.load_verified(champion.version, view)
+            model = registry.load_verified(champion, view)
         except ModelIntegrityError as error:
             raise Failure(description=str(error), allow_retries=False) from error
 

@@ -52,7 +52,7 @@ class Feature:
     name: str
     function: str
     of: str | None = None
-    by: str | None = None
+    by: tuple[str, ...] | None = None  # the entity: one column, or several (customer and terminal)
     window_seconds: int | None = None
     params: tuple[tuple[str, Any], ...] = ()
     valid_range: tuple[float | None, float | None] = (None, None)
@@ -256,14 +256,16 @@ def _expand(entry: Any, where: str) -> list[Feature]:
         raise FeatureDefinitionError(f"{where} ({name}): function {function} takes no window")
     if len(windows) > 1 and "{window}" not in name:
         raise FeatureDefinitionError(f"{where} ({name}): with several windows the name needs {{window}}")
-    of, by = entry.get("of"), entry.get("by")
+    of = entry.get("of")
+    by = entry.get("by")
+    by = tuple(by) if isinstance(by, list) else (by,) if by is not None else ()
     if needs_of and of not in NUMERIC_SOURCE_COLUMNS:
         raise FeatureDefinitionError(
             f"{where} ({name}): `of` must be one of {list(NUMERIC_SOURCE_COLUMNS)}, got {of!r}"
         )
-    if needs_by and by not in ENTITY_COLUMNS:
+    if needs_by and (not by or not set(by) <= set(ENTITY_COLUMNS) or len(set(by)) != len(by)):
         raise FeatureDefinitionError(
-            f"{where} ({name}): `by` must be one of {list(ENTITY_COLUMNS)}, got {by!r}"
+            f"{where} ({name}): `by` must be one or more of {list(ENTITY_COLUMNS)}, got {entry.get('by')!r}"
         )
     params = entry.get("params", {})
     if function == "is_night" and set(params) != {"from_hour", "to_hour"}:
@@ -296,7 +298,7 @@ def _feature_identity(feature: Feature) -> dict:
         "name": feature.name,
         "function": feature.function,
         "of": feature.of,
-        "by": feature.by,
+        "by": list(feature.by) if feature.by else None,
         "window_seconds": feature.window_seconds,
         "params": dict(feature.params),
     }

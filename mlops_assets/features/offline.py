@@ -38,7 +38,7 @@ def feature_group_sql(group: FeatureGroup) -> str:
         for by in sorted({by for by, _ in fraud_windows})
     ]
     known_fraud_joins = "".join(
-        f"\n  LEFT JOIN known_fraud_by_{by} AS k_{by} USING (transaction_id)"
+        f"\n  LEFT JOIN known_fraud_by_{_entity_name(by)} AS k_{_entity_name(by)} USING (transaction_id)"
         for by in sorted({by for by, _ in fraud_windows})
     )
     window_clause = (
@@ -107,17 +107,21 @@ def _base_sql(group: FeatureGroup) -> str:
     )
 
 
-def _earlier_events_frame(by: str, seconds: int | None) -> str:
+def _entity_name(by: tuple[str, ...]) -> str:
+    return "_".join(by)
+
+
+def _earlier_events_frame(by: tuple[str, ...], seconds: int | None) -> str:
     start = "UNBOUNDED PRECEDING" if seconds is None else f"INTERVAL '{seconds} seconds' PRECEDING"
     return (
-        f"PARTITION BY b.{by} ORDER BY b.event_time "
+        f"PARTITION BY {', '.join(f'b.{column}' for column in by)} ORDER BY b.event_time "
         f"RANGE BETWEEN {start} AND CURRENT ROW EXCLUDE GROUP"
     )
 
 
-def _window(by: str, seconds: int | None, windows: dict[str, str]) -> str:
+def _window(by: tuple[str, ...], seconds: int | None, windows: dict[str, str]) -> str:
     """Registers the window of earlier events of `by` and returns its name."""
-    name = f"w_{by}_{'all' if seconds is None else seconds}"
+    name = f"w_{_entity_name(by)}_{'all' if seconds is None else seconds}"
     windows.setdefault(name, _earlier_events_frame(by, seconds))
     return name
 
@@ -149,12 +153,12 @@ def _feature_expression(feature: Feature, windows: dict[str, str]) -> str:
     if function == "ratio_to_mean":
         return f"b.{feature.of} / nullif(avg(b.{feature.of}) OVER {window}, 0)"
     if function == "known_fraud_rate":
-        known = f"coalesce(k_{feature.by}.known_frauds_{feature.window_seconds}, 0)"
+        known = f"coalesce(k_{_entity_name(feature.by)}.known_frauds_{feature.window_seconds}, 0)"
         return f"{known} / nullif(count(*) OVER {window}, 0)"
     raise ValueError(f"no SQL for feature function {function!r}")
 
 
-def _known_fraud_cte(by: str, window_seconds: list[int]) -> str:
+def _known_fraud_cte(by: tuple[str, ...], window_seconds: list[int]) -> str:
     """Per transaction: how many earlier transactions of the same entity within each window
     had been reported as fraud before the transaction's own time."""
     widest = max(window_seconds)
@@ -164,13 +168,13 @@ def _known_fraud_cte(by: str, window_seconds: list[int]) -> str:
         for seconds in window_seconds
     )
     return (
-        f"known_fraud_by_{by} AS (\n"
+        f"known_fraud_by_{_entity_name(by)} AS (\n"
         f"  SELECT b.transaction_id,\n    {counts}\n"
         "  FROM base AS b\n"
-        f"  JOIN (SELECT t.{by}, t.event_time AS fraud_time, l.reported_at\n"
+        f"  JOIN (SELECT {', '.join(f't.{column}' for column in by)}, t.event_time AS fraud_time, l.reported_at\n"
         f"        FROM {FRAUD_LABELS} AS l JOIN {TRANSACTIONS} AS t USING (transaction_id)\n"
         "        WHERE l.is_fraud = 1) AS f\n"
-        f"    ON f.{by} = b.{by}\n"
+        f"    ON {' AND '.join(f'f.{column} = b.{column}' for column in by)}\n"
         "    AND f.fraud_time < b.event_time\n"
         f"    AND f.fraud_time >= b.event_time - INTERVAL '{widest} seconds'\n"
         "    AND f.reported_at < b.event_time\n"

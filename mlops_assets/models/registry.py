@@ -108,9 +108,10 @@ class ModelRegistry:
         model.load_model(str(stored / MODEL_FILE))
         return VerifiedModel(model, self.model_name, str(version), features, view.version)
 
-    def version_with_alias(self, alias: str) -> ModelVersion | None:
+    def version_with_alias(self, alias: str) -> str | None:
+        """The version number holding `alias`, as text, or None."""
         try:
-            return self.client.get_model_version_by_alias(self.model_name, alias)
+            return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
         except MlflowException:
             return None  # no such alias, or no such model yet
 

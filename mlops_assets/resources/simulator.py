@@ -14,11 +14,13 @@ from mlops_assets.settings import data_dir
 class SimulatorResource(ConfigurableResource):
     """Generates a simulated data set once per configuration and keeps it as Parquet files."""
 
-    customers: int = Field(default=2000, description="Number of simulated card holders.")
-    terminals: int = Field(default=1000, description="Number of simulated payment terminals.")
-    days: int = Field(default=90, description="Number of simulated days.")
-    start_date: str = Field(default="2026-01-01", description="First simulated day (UTC), YYYY-MM-DD.")
-    seed: int = Field(default=42, description="Random seed: the same seed gives the same data.")
+    customers: int = Field(default=SimulationConfig.customers, description="Number of simulated card holders.")
+    terminals: int = Field(default=SimulationConfig.terminals, description="Number of simulated payment terminals.")
+    days: int = Field(default=SimulationConfig.days, description="Number of simulated days.")
+    start_date: str = Field(
+        default=SimulationConfig.start.isoformat(), description="First simulated day (UTC), YYYY-MM-DD."
+    )
+    seed: int = Field(default=SimulationConfig.seed, description="Random seed: the same seed gives the same data.")
     cache_dir: str | None = Field(
         default=None,
         description="Where generated data sets are kept; empty: `simulated/` in the data directory.",

@@ -150,11 +150,11 @@ _CLEARED_DISPUTE_RATE = 0.001
 class SimulationConfig:
     """What to simulate. The same configuration always gives the same data."""
 
-    customers: int = 2000
+    customers: int = 4000
     """Number of card holders."""
-    terminals: int = 1000
+    terminals: int = 2000
     """Number of payment terminals (merchants), including a few abroad."""
-    days: int = 90
+    days: int = 120
     """Length of the simulated period in days."""
     start: datetime.date = datetime.date(2026, 1, 1)
     """First simulated day; transactions fall in [start, start + days)."""

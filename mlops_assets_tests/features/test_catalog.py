@@ -22,8 +22,10 @@ def test_project_catalog_has_the_groups_labels_and_view(catalog):
     view = catalog.views[0]
     assert view.label.name == "transaction_labels" and view.join_keys == ("transaction_id",)
     customer = next(g for g in catalog.groups if g.name == "customer_behaviour")
-    windows = {f.window_seconds for f in customer.features if f.function == "count"}
-    assert windows == {3600, 86400, 7 * 86400, 30 * 86400}
+    windows = {f.window_seconds for f in customer.features if f.function == "count" and f.by == ("customer_id",)}
+    assert windows == {600, 3600, 86400, 7 * 86400, 30 * 86400}
+    pair = next(f for f in customer.features if f.name == "customer_terminal_tx_count_30d")
+    assert pair.by == ("customer_id", "terminal_id")
     assert "customer_amount_std_7d" in view.feature_names
     assert next(g for g in catalog.groups if g.name == "terminal_behaviour").inputs == ("transactions", "fraud_labels")
 
@@ -46,9 +48,9 @@ def test_version_ignores_comments_but_follows_meaning(definitions_copy, catalog)
     "mutation, message",
     [
         (("function: mean", "function: median"), "function 'median' is not one of"),
-        (("by: customer_id\n    windows: [1h, 1d, 7d, 30d]\n  - name: customer_amount_mean", "by: customer_id\n  - name: customer_amount_mean"), "needs `window` or `windows`"),
+        (("by: customer_id\n    windows: [10m, 1h, 1d, 7d, 30d]\n  - name: customer_amount_mean", "by: customer_id\n  - name: customer_amount_mean"), "needs `window` or `windows`"),
         (("of: amount", "of: merchant"), "`of` must be one of"),
-        (("windows: [1h, 1d, 7d, 30d]", "windows: [1h, 1 day]"), "is not a positive duration"),
+        (("windows: [10m, 1h, 1d, 7d, 30d]", "windows: [1h, 1 day]"), "is not a positive duration"),
     ],
 )
 def test_bad_feature_definition_names_file_and_fix(definitions_copy, mutation, message):

@@ -74,6 +74,9 @@ def test_customer_windows_count_only_earlier_transactions_with_inclusive_start(h
     features = _features(handmade, catalog, "customer_behaviour")
     count_1h = features["customer_tx_count_1h"].to_dict()
     assert count_1h == {"a": 0, "b": 1, "c": 2, "d": 2, "e": 3, "f": 0, "g": 1, "h": 0}
+    assert features["customer_tx_count_10m"].to_dict() == {"a": 0, "b": 0, "c": 0, "d": 0, "e": 2, "f": 0, "g": 1, "h": 0}
+    # Per customer *and* terminal: d was at m2, and h is another customer at m1.
+    assert features.loc[["e", "g", "h"], "customer_terminal_tx_count_30d"].tolist() == [3, 5, 0]
     count_1d = features["customer_tx_count_1d"].to_dict()
     assert count_1d == {"a": 0, "b": 1, "c": 2, "d": 2, "e": 4, "f": 5, "g": 5, "h": 0}
 
