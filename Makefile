@@ -9,7 +9,7 @@ export MLOPS_DATA_DIR ?= $(CURDIR)/.data
 export DAGSTER_HOME ?= $(MLOPS_DATA_DIR)/dagster
 DAGSTER_PORT ?= 3000
 
-.PHONY: install run materialize dev test validate bench clean
+.PHONY: install run materialize dev test validate bench clean broker-start broker-stop
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,13 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/bench_simulator.py
 	$(BIN)/python benchmarks/bench_features.py
+
+# The embedded Kafka-protocol broker (data in $(MLOPS_DATA_DIR)/kafka), with the platform's topics.
+broker-start: install
+	$(BIN)/mlops-assets broker start
+
+broker-stop: install
+	$(BIN)/mlops-assets broker stop
 
 clean:
 	rm -rf $(MLOPS_DATA_DIR)

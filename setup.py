@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "kafka-python==3.0.12",
     "matplotlib==3.11.2",
     "mlflow==3.17.2",
+    "noida-db==0.2.3",
 ]
 
 DEV_REQUIRES = [

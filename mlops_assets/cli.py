@@ -5,6 +5,11 @@
 
 writes a simulated data set (transactions, fraud labels, customer and terminal profiles) that
 the raw assets can load through their `path` run config.
+
+    mlops-assets broker start|stop|status [--port 9092]
+
+runs the embedded Kafka-protocol broker in the background, its data under
+`$MLOPS_DATA_DIR/kafka`, and creates the platform's topics.
 """
 import argparse
 import datetime
@@ -12,7 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from mlops_assets.resources.kafka import KafkaResource
+from mlops_assets.services.local_broker import BrokerError, LocalBroker
 from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset
+from mlops_assets.settings import data_dir
 
 
 def _positive(text: str) -> int:
@@ -40,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_cmd.add_argument("--start", type=_date, default=SimulationConfig.start, help="first day, YYYY-MM-DD")
     simulate_cmd.add_argument("--seed", type=int, default=SimulationConfig.seed)
     simulate_cmd.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    broker_cmd = commands.add_parser("broker", help="run the embedded Kafka-protocol broker")
+    broker_cmd.add_argument("action", choices=("start", "stop", "status"))
+    broker_cmd.add_argument("--port", type=_positive, default=9092)
     return parser
 
 
@@ -64,12 +75,27 @@ def _simulate(args: argparse.Namespace) -> None:
         print(f"{name}: {path}")
 
 
+def _broker(args: argparse.Namespace) -> None:
+    broker = LocalBroker(data_dir() / "kafka", port=args.port)
+    if args.action == "start":
+        broker.start()
+        created = KafkaResource(bootstrap_servers=broker.bootstrap_servers).ensure_topics()
+        print(f"broker on {broker.bootstrap_servers} (pid {broker.running_pid()}); topics created: {created or 'none'}")
+    elif args.action == "stop":
+        print("broker stopped" if broker.stop() else "broker was not running")
+    else:
+        pid = broker.running_pid()
+        print(f"broker on {broker.bootstrap_servers} (pid {pid})" if pid else "broker is not running")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "simulate":
             _simulate(args)
-    except (OSError, ValueError) as error:
+        elif args.command == "broker":
+            _broker(args)
+    except (OSError, ValueError, BrokerError) as error:
         print(f"mlops-assets {args.command}: {error}", file=sys.stderr)
         return 1
     return 0

@@ -30,6 +30,7 @@ class Contract:
     fields: tuple[Field, ...]
     time_column: str | None = None
     keeps_extra_fields: bool = False
+    topic: str | None = None  # the Kafka topic this input streams on, if it does
 
     @property
     def required_fields(self) -> tuple[Field, ...]:
@@ -59,6 +60,7 @@ TRANSACTIONS = Contract(
     ),
     time_column="event_time",
     keeps_extra_fields=True,
+    topic="transactions",
 )
 
 FRAUD_LABELS = Contract(
@@ -73,6 +75,7 @@ FRAUD_LABELS = Contract(
         Field("reported_at", "TIMESTAMP"),
     ),
     time_column="reported_at",
+    topic="fraud_labels",
 )
 
 CUSTOMERS = Contract(

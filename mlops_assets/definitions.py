@@ -11,6 +11,7 @@ from mlops_assets.assets.training import (
 )
 from mlops_assets.features.catalog import load_catalog
 from mlops_assets.resources import resources_for
+from mlops_assets.sensors.kafka_sensors import kafka_sensors
 from mlops_assets.settings import MODEL_FEATURE_VIEW, deployment, feature_definitions_dir
 
 feature_catalog = load_catalog(feature_definitions_dir())
@@ -26,6 +27,7 @@ defs = Definitions(
         build_fraud_scores_asset(model_view),
     ],
     asset_checks=[*raw_asset_checks, *build_feature_checks(feature_catalog)],
+    sensors=kafka_sensors,
     resources=resources_for(deployment()),
     # One process per run: DuckDB admits one writer process per file.
     executor=in_process_executor,

@@ -6,11 +6,13 @@ id is already stored (so loading a file twice adds nothing), rows that break it 
 missing required column) raises `InputFileError` before anything is written.
 """
 import glob
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from mlops_assets.contracts import Contract, Field
 
@@ -18,6 +20,9 @@ REJECTED_ROWS = "raw.rejected_rows"
 # Columns that must never be stored even when a file carries them: raw card numbers are
 # tokenized by the ingestion service before they reach Kafka or the warehouse.
 NEVER_STORED_COLUMNS = ("card_number",)
+# Staging column that carries why a message could not be parsed at all.
+PARSE_ERROR = "_parse_error"
+RAW_MESSAGE = "_raw_message"  # kept in the rejected record of a message that is not JSON
 
 _TYPE_PROBLEMS = {
     "VARCHAR": "is not text",
@@ -62,15 +67,48 @@ def load_file(
     con: duckdb.DuckDBPyConnection, contract: Contract, path: str, run_id: str
 ) -> LoadReport:
     """Loads one Parquet/CSV file (or glob of files) into the contract's table."""
-    reader = _reader_sql(path)
+    return _load(con, contract, f"SELECT * FROM {_reader_sql(path)}", path, run_id)
+
+
+def load_messages(
+    con: duckdb.DuckDBPyConnection, contract: Contract, messages: list[bytes], source: str, run_id: str
+) -> LoadReport:
+    """Loads JSON messages (e.g. read from Kafka) into the contract's table; a message that is
+    not a JSON object is rejected with that reason like any other bad row."""
+    con.register("incoming_messages", _messages_frame(contract, messages))
+    try:
+        return _load(con, contract, "SELECT * FROM incoming_messages", source, run_id)
+    finally:
+        con.unregister("incoming_messages")
+
+
+def _messages_frame(contract: Contract, messages: list[bytes]) -> pd.DataFrame:
+    """One row per message, every value as text (the contract's casts decide the types)."""
+    rows = []
+    for message in messages:
+        try:
+            record = json.loads(message)
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            rows.append({PARSE_ERROR: "message: is not a JSON object", RAW_MESSAGE: message.decode(errors="replace")})
+            continue
+        rows.append({key: None if value is None else value if isinstance(value, str) else json.dumps(value)
+                     for key, value in record.items()})
+    frame = pd.DataFrame(rows, columns=list(dict.fromkeys([f.name for f in contract.fields] + [PARSE_ERROR]
+                                                           + [key for row in rows for key in row])))
+    return frame.astype(object).where(frame.notna(), None).astype("string")
+
+
+def _load(con: duckdb.DuckDBPyConnection, contract: Contract, staging_query: str, source: str, run_id: str) -> LoadReport:
     ensure_tables(con, contract)
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS SELECT * FROM {reader}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {staging_query}")
         present = [row[0] for row in con.execute("DESCRIBE staged").fetchall()]
-        _require_columns(contract, present, path)
+        _require_columns(contract, present, source)
         con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {_checked_sql(contract, present)}")
-        report = _apply(con, contract, path, run_id)
+        report = _apply(con, contract, source, run_id)
         report.dropped_columns = tuple(c for c in present if c in NEVER_STORED_COLUMNS)
         con.execute("DROP TABLE staged")
         con.execute("DROP TABLE checked")
@@ -116,7 +154,7 @@ def _typed(field: Field, column: str) -> str:
 
 def _reason_sql(contract: Contract, present: list[str]) -> str:
     """The first broken rule of a row, as `field: problem (got value)`, or NULL."""
-    cases = []
+    cases = [f"WHEN s.{PARSE_ERROR} IS NOT NULL THEN s.{PARSE_ERROR}"] if PARSE_ERROR in present else []
     for f in contract.fields:
         if f.name not in present:
             continue
@@ -144,16 +182,20 @@ def _checked_sql(contract: Contract, present: list[str]) -> str:
         for f in contract.fields
     ]
     if contract.keeps_extra_fields:
-        known = {f.name for f in contract.fields} | set(NEVER_STORED_COLUMNS)
+        known = {f.name for f in contract.fields} | set(NEVER_STORED_COLUMNS) | {PARSE_ERROR, RAW_MESSAGE}
         extras = [c for c in present if c not in known]
         packed = ", ".join(f"{_quote_identifier(c)} := s.{_quote_identifier(c)}" for c in extras)
-        typed.append(f"to_json(struct_pack({packed})) AS extra_fields" if extras else "NULL::JSON AS extra_fields")
-    stored = [c for c in present if c not in NEVER_STORED_COLUMNS]
+        typed.append(
+            f"nullif(json_strip_nulls(to_json(struct_pack({packed}))), '{{}}') AS extra_fields"
+            if extras
+            else "NULL::JSON AS extra_fields"
+        )
+    stored = [c for c in present if c not in NEVER_STORED_COLUMNS and c != PARSE_ERROR]
     record = ", ".join(f"{_quote_identifier(c)} := s.{_quote_identifier(c)}" for c in stored)
     return (
         f"SELECT s.rowid AS _row, {', '.join(typed)},\n"
         f"  {_reason_sql(contract, present)} AS _reason,\n"
-        f"  to_json(struct_pack({record})) AS _record\n"
+        f"  json_strip_nulls(to_json(struct_pack({record}))) AS _record\n"
         "FROM staged AS s"
     )
 

@@ -1,14 +1,17 @@
 """Shared fixtures: a temporary data directory, a real DuckDB warehouse file, a small
 simulated data set and the project's feature catalog."""
 import datetime
+import socket
 from pathlib import Path
 
 import pytest
 
 from mlops_assets.features.catalog import load_catalog
+from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.resources.mlflow import EXPERIMENT_NAME, ModelRegistryResource, experiment_tracker
 from mlops_assets.resources.simulator import SimulatorResource
 from mlops_assets.resources.warehouse import WarehouseResource
+from mlops_assets.services.local_broker import LocalBroker
 from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset
 from mlops_assets.settings import REPOSITORY_ROOT
 
@@ -52,12 +55,17 @@ def catalog():
 
 
 @pytest.fixture
-def platform_resources(data_dir: Path, warehouse, small_simulator) -> dict:
+def batch_resources(warehouse, small_simulator) -> dict:
+    """What the raw and feature assets need; Kafka is configured but not used by file loads."""
+    return {"warehouse": warehouse, "simulator": small_simulator, "kafka": KafkaResource()}
+
+
+@pytest.fixture
+def platform_resources(data_dir: Path, batch_resources) -> dict:
     """Every resource of the local deployment, in this test's data directory."""
     tracking_uri = f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
     return {
-        "warehouse": warehouse,
-        "simulator": small_simulator,
+        **batch_resources,
         "mlflow": experiment_tracker.configured(
             {
                 "experiment_name": EXPERIMENT_NAME,
@@ -67,3 +75,23 @@ def platform_resources(data_dir: Path, warehouse, small_simulator) -> dict:
         ),
         "model_registry": ModelRegistryResource(tracking_uri=tracking_uri),
     }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def kafka(tmp_path: Path) -> KafkaResource:
+    """A real Kafka-protocol broker of this test's own (it starts in milliseconds), with the
+    platform's topics; stopped after the test."""
+    broker = LocalBroker(tmp_path / "kafka", port=_free_port())
+    broker.start()
+    try:
+        resource = KafkaResource(bootstrap_servers=broker.bootstrap_servers)
+        resource.ensure_topics()
+        yield resource
+    finally:
+        broker.stop()

@@ -1,15 +1,19 @@
 """Raw inputs: transactions, fraud labels and the customer and terminal profiles.
 
-Each is loaded under its data contract from the payment-gateway simulator (the default) or
-from Parquet/CSV files named in run config. Loading appends new ids only; rows that break
+Each is loaded under its data contract from the payment-gateway simulator (the default),
+from Parquet/CSV files named in run config, or (transactions and labels) from an exact offset
+range of its Kafka topic, as the topic's sensor requests. Loading appends new ids only; rows that break
 the contract land in `raw.rejected_rows` with the reason.
 """
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
+from kafka.errors import KafkaError
 from pydantic import Field
 
 from mlops_assets.assets.materialization import warehouse_materialization
 from mlops_assets.contracts import CONTRACTS, TRANSACTIONS, Contract
-from mlops_assets.ingestion import InputFileError, LoadReport, load_file
+from mlops_assets.ingestion import InputFileError, LoadReport, load_file, load_messages
+from mlops_assets.kafka_ranges import OffsetRangeError, PartitionRange, range_key, read_ranges
+from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.quality import (
     daily_coverage_check,
     not_null_check,
@@ -21,16 +25,50 @@ from mlops_assets.resources.simulator import SimulatorResource
 from mlops_assets.resources.warehouse import WarehouseResource
 
 
+class KafkaOffsetRange(Config):
+    """Offsets [start, end) of one partition of the input's topic."""
+
+    partition: int
+    start: int
+    end: int
+
+
 class RawInputConfig(Config):
-    """Where to load this input from."""
+    """Where to load this input from: a file, a Kafka offset range, or (neither) the simulator."""
 
     path: str | None = Field(
         default=None,
         description=(
             "A Parquet or CSV file, or a glob of them, to load. "
-            "Leave empty to load the payment-gateway simulator's data set."
+            "Leave empty (and kafka_offsets too) to load the payment-gateway simulator's data set."
         ),
     )
+    kafka_offsets: list[KafkaOffsetRange] | None = Field(
+        default=None,
+        description="Exact offset ranges of the input's Kafka topic to load (set by the topic's sensor).",
+    )
+
+
+def _load(context, config: RawInputConfig, contract: Contract, con, simulator, kafka) -> LoadReport:
+    if config.path and config.kafka_offsets:
+        raise Failure(description="set either path or kafka_offsets, not both", allow_retries=False)
+    if config.kafka_offsets:
+        if contract.topic is None:
+            raise Failure(description=f"{contract.name} does not stream on Kafka: load it from a file")
+        ranges = [PartitionRange(r.partition, r.start, r.end) for r in config.kafka_offsets]
+        source = range_key(contract.topic, ranges)
+        context.log.info(f"reading {source} from {kafka.bootstrap_servers}")
+        try:
+            messages = read_ranges(kafka, contract.topic, ranges)
+        except (OffsetRangeError, KafkaError) as error:
+            raise Failure(description=f"cannot read {source}: {error}") from error
+        return load_messages(con, contract, messages, source, context.run.run_id)
+    path = config.path or str(simulator.dataset_files(context.log.info)[contract.name])
+    context.log.info(f"loading {contract.name} from {path}")
+    try:
+        return load_file(con, contract, path, context.run.run_id)
+    except InputFileError as error:
+        raise Failure(description=str(error), allow_retries=False) from error
 
 
 def build_raw_asset(contract: Contract):
@@ -46,14 +84,10 @@ def build_raw_asset(contract: Contract):
         config: RawInputConfig,
         warehouse: WarehouseResource,
         simulator: SimulatorResource,
+        kafka: KafkaResource,
     ) -> MaterializeResult:
-        path = config.path or str(simulator.dataset_files(context.log.info)[contract.name])
-        context.log.info(f"loading {contract.name} from {path}")
         with warehouse.connect() as con:
-            try:
-                report = load_file(con, contract, path, context.run.run_id)
-            except InputFileError as error:
-                raise Failure(description=str(error), allow_retries=False) from error
+            report = _load(context, config, contract, con, simulator, kafka)
             context.log.info(
                 f"{report.rows_read:,} rows read: {report.rows_loaded:,} new, "
                 f"{report.rows_duplicate:,} already stored, {report.rows_rejected:,} rejected"

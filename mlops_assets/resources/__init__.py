@@ -1,11 +1,13 @@
 """Resource sets per deployment, chosen by `MLOPS_DEPLOYMENT` (see settings.py).
 
 - `local` (default): embedded defaults, every file under the data directory; MLflow in a
-  SQLite file unless `MLFLOW_TRACKING_URI` names a server.
+  SQLite file unless `MLFLOW_TRACKING_URI` names a server; Kafka on the local broker unless
+  `KAFKA_BOOTSTRAP_SERVERS` names a cluster.
 - `production`: locations from the environment, so a real deployment changes configuration only.
 """
 from dagster import EnvVar
 
+from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.resources.mlflow import (
     EXPERIMENT_NAME,
     ModelRegistryResource,
@@ -31,6 +33,7 @@ def local_resources() -> dict:
             }
         ),
         "model_registry": ModelRegistryResource(tracking_uri=tracking_uri),
+        "kafka": KafkaResource.from_env(),
     }
 
 
@@ -42,6 +45,7 @@ def production_resources() -> dict:
             {"experiment_name": EXPERIMENT_NAME, "mlflow_tracking_uri": {"env": "MLFLOW_TRACKING_URI"}}
         ),
         "model_registry": ModelRegistryResource(tracking_uri=EnvVar("MLFLOW_TRACKING_URI")),
+        "kafka": KafkaResource.from_env(),  # KAFKA_* variables, security settings included
     }
 
 

@@ -4,11 +4,15 @@ Locally both use a SQLite file and an artifact directory under the data director
 `MLFLOW_TRACKING_URI` points them at an MLflow server instead.
 """
 import os
+import warnings
 from pathlib import Path
 
 import mlflow
-from dagster import ConfigurableResource, Field, InitResourceContext, StringSource, resource
-from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
+from dagster import BetaWarning, ConfigurableResource, Field, InitResourceContext, StringSource, resource
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", BetaWarning)  # dagster-mlflow is marked beta; said once, here
+    from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 from mlflow import MlflowClient
 from pydantic import Field as PydanticField
 

@@ -493,18 +493,32 @@ def _far_terminals(
     rng: np.random.Generator, customers: _Customers, terminals: _Terminals, customer: np.ndarray
 ) -> np.ndarray:
     """A random terminal in another city at least 300 km from home; -1 if none was found."""
+
+    def far(who: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+        distance_km = _haversine_km(
+            customers.lat[who], customers.lon[who], terminals.lat[candidate], terminals.lon[candidate]
+        )
+        return (terminals.city[candidate] != customers.city[who]) & (distance_km > _IMPOSSIBLE_TRAVEL_MIN_KM)
+
+    return _sample_terminals(rng, terminals, customer, far)
+
+
+def _sample_terminals(
+    rng: np.random.Generator,
+    terminals: _Terminals,
+    customer: np.ndarray,
+    acceptable: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """A random terminal per customer that `acceptable(customers, terminals)` accepts, by
+    rejection sampling (nearly every draw succeeds); -1 where 20 draws found none."""
     chosen = np.full(len(customer), -1)
-    for _ in range(20):  # rejection sampling; nearly every draw succeeds
+    for _ in range(20):
         pending = np.flatnonzero(chosen < 0)
         if len(pending) == 0:
             break
         candidate = rng.integers(0, terminals.size, len(pending))
-        who = customer[pending]
-        distance_km = _haversine_km(
-            customers.lat[who], customers.lon[who], terminals.lat[candidate], terminals.lon[candidate]
-        )
-        far = (terminals.city[candidate] != customers.city[who]) & (distance_km > _IMPOSSIBLE_TRAVEL_MIN_KM)
-        chosen[pending[far]] = candidate[far]
+        accepted = acceptable(customer[pending], candidate)
+        chosen[pending[accepted]] = candidate[accepted]
     return chosen
 
 
@@ -531,15 +545,11 @@ def _unusual_terminals(
     rng: np.random.Generator, customers: _Customers, terminals: _Terminals, customer: np.ndarray
 ) -> np.ndarray:
     """A random terminal outside the customer's usual set; -1 if none was found."""
-    chosen = np.full(len(customer), -1)
-    for _ in range(20):  # rejection sampling; nearly every draw succeeds
-        pending = np.flatnonzero(chosen < 0)
-        if len(pending) == 0:
-            break
-        candidate = rng.integers(0, terminals.size, len(pending))
-        usual = (customers.usual_terminals[customer[pending]] == candidate[:, None]).any(axis=1)
-        chosen[pending[~usual]] = candidate[~usual]
-    return chosen
+
+    def unusual(who: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+        return ~(customers.usual_terminals[who] == candidate[:, None]).any(axis=1)
+
+    return _sample_terminals(rng, terminals, customer, unusual)
 
 
 def _card_testing(

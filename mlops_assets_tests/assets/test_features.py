@@ -12,17 +12,17 @@ from mlops_assets.features.catalog import load_catalog
 from mlops_assets.settings import REPOSITORY_ROOT
 
 
-def _materialize_all(catalog, warehouse, simulator, **kwargs):
+def _materialize_all(catalog, resources, **kwargs):
     return materialize(
         [*raw_assets, *build_feature_assets(catalog), *raw_asset_checks, *build_feature_checks(catalog)],
-        resources={"warehouse": warehouse, "simulator": simulator},
+        resources=resources,
         **kwargs,
     )
 
 
 @pytest.fixture
-def materialized(catalog, warehouse, small_simulator):
-    result = _materialize_all(catalog, warehouse, small_simulator)
+def materialized(catalog, batch_resources):
+    result = _materialize_all(catalog, batch_resources)
     assert result.success
     return result
 
@@ -82,8 +82,8 @@ def test_lineage_table_records_each_materialization_with_upstream_versions(mater
     assert "transaction_id" in metadata["preview"].value
 
 
-def test_rerunning_the_graph_adds_nothing_and_keeps_data_versions(materialized, catalog, warehouse, small_simulator):
-    again = _materialize_all(catalog, warehouse, small_simulator)
+def test_rerunning_the_graph_adds_nothing_and_keeps_data_versions(materialized, catalog, warehouse, batch_resources):
+    again = _materialize_all(catalog, batch_resources)
     with warehouse.connect() as con:
         versions = con.execute(
             "SELECT asset, list(DISTINCT data_version), count(*) FROM meta.lineage GROUP BY asset"
@@ -92,14 +92,14 @@ def test_rerunning_the_graph_adds_nothing_and_keeps_data_versions(materialized, 
     assert all(len(distinct) == 1 and runs == 2 for _, distinct, runs in versions)
 
 
-def test_feature_view_check_blocks_on_incomplete_features(materialized, catalog, warehouse, small_simulator):
+def test_feature_view_check_blocks_on_incomplete_features(materialized, catalog, warehouse, batch_resources):
     with warehouse.connect() as con:
         con.execute("DELETE FROM features.customer_behaviour WHERE hash(transaction_id) % 7 = 0")
     view_only = [asset for asset in build_feature_assets(catalog) if asset.key == AssetKey("fraud_feature_view")]
     view_checks = [check for check in build_feature_checks(catalog) if check.check_key.asset_key == AssetKey("fraud_feature_view")]
     result = materialize(
         [*view_only, *view_checks],
-        resources={"warehouse": warehouse, "simulator": small_simulator},
+        resources=batch_resources,
         raise_on_error=False,
     )
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "one_row_per_transaction")
@@ -107,7 +107,7 @@ def test_feature_view_check_blocks_on_incomplete_features(materialized, catalog,
     assert not result.success  # blocking: the run fails, so nothing downstream uses the view
 
 
-def test_a_new_feature_needs_only_a_definition(tmp_path, warehouse, small_simulator):
+def test_a_new_feature_needs_only_a_definition(tmp_path, warehouse, batch_resources):
     definitions = tmp_path / "feature_definitions"
     shutil.copytree(REPOSITORY_ROOT / "feature_definitions", definitions)
     with (definitions / "customer_behaviour.yaml").open("a") as yaml_file:
@@ -116,7 +116,7 @@ def test_a_new_feature_needs_only_a_definition(tmp_path, warehouse, small_simula
             "    function: max\n    of: amount\n    by: customer_id\n    windows: [1d]\n"
         )
     catalog = load_catalog(definitions)
-    assert _materialize_all(catalog, warehouse, small_simulator).success
+    assert _materialize_all(catalog, batch_resources).success
     with warehouse.connect() as con:
         below_mean, present = con.execute(
             "SELECT count(*) FILTER (WHERE customer_amount_max_1d < customer_amount_mean_1d), "

@@ -13,10 +13,10 @@ t3,2026-01-03T10:00:00Z,c2,m2,7,EUR
 """
 
 
-def _load(path, warehouse, small_simulator, raise_on_error=True):
+def _load(path, resources, raise_on_error=True):
     return materialize(
         [RAW_TRANSACTIONS],
-        resources={"warehouse": warehouse, "simulator": small_simulator},
+        resources=resources,
         run_config={"ops": {"raw_transactions": {"config": {"path": str(path)}}}},
         raise_on_error=raise_on_error,
     )
@@ -27,34 +27,34 @@ def _metadata(result):
     return {key: value.value for key, value in materialization.metadata.items()}
 
 
-def test_user_file_loads_with_rejected_rows_counted_and_reload_adds_nothing(tmp_path, warehouse, small_simulator):
+def test_user_file_loads_with_rejected_rows_counted_and_reload_adds_nothing(tmp_path, warehouse, batch_resources):
     path = tmp_path / "my_transactions.csv"
     path.write_text(CSV)
 
-    first = _metadata(_load(path, warehouse, small_simulator))
+    first = _metadata(_load(path, batch_resources))
     assert first["rows_loaded"] == 2 and first["rows_rejected"] == 1
     assert "amount: must be a number >= 0" in first["rejection_reasons"]
     assert first["dagster/row_count"] == 2
     assert first["time_range_start"] == "2026-01-01 10:00:00"
 
-    second = _metadata(_load(path, warehouse, small_simulator))
+    second = _metadata(_load(path, batch_resources))
     assert second["rows_loaded"] == 0 and second["rows_already_stored"] == 2
     assert second["data_version"] == first["data_version"]
     with warehouse.connect() as con:
         assert con.execute("SELECT count(*) FROM raw.rejected_rows").fetchone()[0] == 1
 
 
-def test_unreadable_file_fails_the_run_with_what_to_fix(tmp_path, warehouse, small_simulator):
+def test_unreadable_file_fails_the_run_with_what_to_fix(tmp_path, batch_resources):
     path = tmp_path / "no_amounts.csv"
     path.write_text("transaction_id,event_time,customer_id,terminal_id,currency\nt1,2026-01-01,c1,m1,EUR\n")
-    result = _load(path, warehouse, small_simulator, raise_on_error=False)
+    result = _load(path, batch_resources, raise_on_error=False)
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data
     assert "lacks required column(s) amount" in failure.user_failure_data.description
 
 
-def test_simulator_is_the_default_source(warehouse, small_simulator, data_dir):
-    result = materialize(raw_assets, resources={"warehouse": warehouse, "simulator": small_simulator})
+def test_simulator_is_the_default_source(warehouse, small_simulator, batch_resources, data_dir):
+    result = materialize(raw_assets, resources=batch_resources)
     assert result.success
     with warehouse.connect() as con:
         counts = dict(con.execute(

@@ -1,0 +1,1 @@
+"""Sensors: Kafka topics turned into asset runs."""
