@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",
     "mlflow==3.17.2",
     "noida-db==0.2.3",
+    "prometheus-client==0.26.0",
 ]
 
 DEV_REQUIRES = [

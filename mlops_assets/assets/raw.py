@@ -2,8 +2,8 @@
 
 Each is loaded under its data contract from the payment-gateway simulator (the default),
 from Parquet/CSV files named in run config, or (transactions and labels) from an exact offset
-range of its Kafka topic, as the topic's sensor requests. Loading appends new ids only; rows that break
-the contract land in `raw.rejected_rows` with the reason.
+range of its Kafka topic, as the topic's sensor requests. Loading appends new ids only; rows
+that break the contract land in `raw.rejected_rows` with the reason.
 """
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 from kafka.errors import KafkaError
@@ -13,7 +13,6 @@ from mlops_assets.assets.materialization import warehouse_materialization
 from mlops_assets.contracts import CONTRACTS, TRANSACTIONS, Contract
 from mlops_assets.ingestion import InputFileError, LoadReport, load_file, load_messages
 from mlops_assets.kafka_ranges import OffsetRangeError, PartitionRange, range_key, read_ranges
-from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.quality import (
     daily_coverage_check,
     not_null_check,
@@ -21,6 +20,7 @@ from mlops_assets.quality import (
     value_range_check,
     warehouse_check,
 )
+from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.resources.simulator import SimulatorResource
 from mlops_assets.resources.warehouse import WarehouseResource
 
@@ -49,26 +49,28 @@ class RawInputConfig(Config):
     )
 
 
-def _load(context, config: RawInputConfig, contract: Contract, con, simulator, kafka) -> LoadReport:
+def _read_source(
+    context: AssetExecutionContext,
+    config: RawInputConfig,
+    contract: Contract,
+    simulator: SimulatorResource,
+    kafka: KafkaResource,
+) -> tuple[str, list[bytes] | None]:
+    """Where this run's rows come from: (range name, messages) for Kafka, read before the
+    warehouse is opened so the write lock is held briefly; (path, None) for a file."""
     if config.path and config.kafka_offsets:
         raise Failure(description="set either path or kafka_offsets, not both", allow_retries=False)
-    if config.kafka_offsets:
-        if contract.topic is None:
-            raise Failure(description=f"{contract.name} does not stream on Kafka: load it from a file")
-        ranges = [PartitionRange(r.partition, r.start, r.end) for r in config.kafka_offsets]
-        source = range_key(contract.topic, ranges)
-        context.log.info(f"reading {source} from {kafka.bootstrap_servers}")
-        try:
-            messages = read_ranges(kafka, contract.topic, ranges)
-        except (OffsetRangeError, KafkaError) as error:
-            raise Failure(description=f"cannot read {source}: {error}") from error
-        return load_messages(con, contract, messages, source, context.run.run_id)
-    path = config.path or str(simulator.dataset_files(context.log.info)[contract.name])
-    context.log.info(f"loading {contract.name} from {path}")
+    if not config.kafka_offsets:
+        return config.path or str(simulator.dataset_files(context.log.info)[contract.name]), None
+    if contract.topic is None:
+        raise Failure(description=f"{contract.name} does not stream on Kafka: load it from a file")
+    ranges = [PartitionRange(r.partition, r.start, r.end) for r in config.kafka_offsets]
+    source = range_key(contract.topic, ranges)
+    context.log.info(f"reading {source} from {kafka.bootstrap_servers}")
     try:
-        return load_file(con, contract, path, context.run.run_id)
-    except InputFileError as error:
-        raise Failure(description=str(error), allow_retries=False) from error
+        return source, read_ranges(kafka, contract.topic, ranges)
+    except (OffsetRangeError, KafkaError) as error:
+        raise Failure(description=f"cannot read {source}: {error}") from error
 
 
 def build_raw_asset(contract: Contract):
@@ -86,8 +88,16 @@ def build_raw_asset(contract: Contract):
         simulator: SimulatorResource,
         kafka: KafkaResource,
     ) -> MaterializeResult:
+        source, messages = _read_source(context, config, contract, simulator, kafka)
+        context.log.info(f"loading {contract.name} from {source}")
         with warehouse.connect() as con:
-            report = _load(context, config, contract, con, simulator, kafka)
+            try:
+                if messages is None:
+                    report = load_file(con, contract, source, context.run.run_id)
+                else:
+                    report = load_messages(con, contract, messages, source, context.run.run_id)
+            except InputFileError as error:
+                raise Failure(description=str(error), allow_retries=False) from error
             context.log.info(
                 f"{report.rows_read:,} rows read: {report.rows_loaded:,} new, "
                 f"{report.rows_duplicate:,} already stored, {report.rows_rejected:,} rejected"
