@@ -17,12 +17,12 @@ TERMINALS = CONTRACTS["terminals"].table
 EARTH_RADIUS_KM = 6371.0088
 
 _WINDOW_AGGREGATES = {
-    "count": "count(*)",
-    "sum": "coalesce(sum(b.{of}), 0)",
-    "mean": "avg(b.{of})",
-    "stddev": "stddev_samp(b.{of})",
-    "min": "min(b.{of})",
-    "max": "max(b.{of})",
+    "count": "count(*) OVER {window}",
+    "sum": "coalesce(sum(b.{of}) OVER {window}, 0)",
+    "mean": "avg(b.{of}) OVER {window}",
+    "stddev": "stddev_samp(b.{of}) OVER {window}",
+    "min": "min(b.{of}) OVER {window}",
+    "max": "max(b.{of}) OVER {window}",
 }
 
 
@@ -149,7 +149,7 @@ def _feature_expression(feature: Feature, windows: dict[str, str]) -> str:
     if function == "seconds_since_previous":
         return f"date_diff('microsecond', max(b.event_time) OVER {window}, b.event_time) / 1e6"
     if function in _WINDOW_AGGREGATES:
-        return f"{_WINDOW_AGGREGATES[function].format(of=feature.of)} OVER {window}"
+        return _WINDOW_AGGREGATES[function].format(of=feature.of, window=window)
     if function == "ratio_to_mean":
         return f"b.{feature.of} / nullif(avg(b.{feature.of}) OVER {window}, 0)"
     if function == "known_fraud_rate":

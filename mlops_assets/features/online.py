@@ -46,11 +46,16 @@ _SATURDAY, _SUNDAY = 5, 6  # datetime.weekday()
 Entity = tuple[str, ...]  # the values of a feature's `by` columns, in `by` order
 
 
+def _naive_utc(moment: datetime) -> datetime:
+    """Times are naive UTC, as in the warehouse; an aware time is converted."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
 def _micros(moment: datetime) -> int:
-    """Microseconds since the epoch of a naive-UTC (or timezone-aware) time."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return (moment - _EPOCH) // _MICROSECOND
+    """Microseconds since the epoch."""
+    return (_naive_utc(moment) - _EPOCH) // _MICROSECOND
 
 
 @dataclass
@@ -100,8 +105,8 @@ class _Query:
     def __init__(self, store: "OnlineFeatureStore", transaction: Mapping[str, Any]):
         self.store = store
         self.transaction = transaction
-        self.moment: datetime = transaction["event_time"]
-        self.time = _micros(self.moment)
+        self.moment = _naive_utc(transaction["event_time"])
+        self.time = (self.moment - _EPOCH) // _MICROSECOND
         self._bounds: dict[tuple[tuple[str, ...], int | None], tuple[_History | None, int, int]] = {}
         self._values: dict[tuple[tuple[str, ...], int | None, str], list[float]] = {}
 
@@ -222,7 +227,7 @@ def _known_fraud_rate(feature: Feature, query: _Query) -> float:
         return NAN
     first = bisect_left(history.fraud_times, query.window_start(feature))
     last = bisect_left(history.fraud_times, query.time, first)
-    known = sum(1 for reported in history.fraud_reported[first:last] if reported <= query.time)
+    known = sum(1 for reported in history.fraud_reported[first:last] if reported < query.time)
     return known / (end - start)
 
 
@@ -258,7 +263,9 @@ class OnlineFeatureStore:
         unknown = sorted({f.function for f in self._features} - set(_FUNCTIONS))
         if unknown:
             raise ValueError(f"no online implementation of feature function(s) {unknown}")
-        self._calls = tuple((feature.name, _FUNCTIONS[feature.function], feature) for feature in self._features)
+        self._calls = tuple(
+            (feature.name, _FUNCTIONS[feature.function], feature) for feature in self._features
+        )
         bys = sorted({feature.by for feature in self._features if feature.by})
         self._widest = max(
             (feature.window_seconds for feature in self._features if feature.window_seconds), default=0
@@ -268,8 +275,8 @@ class OnlineFeatureStore:
         self._customers = dict(customers)
         self._terminals = dict(terminals)
         self._histories: dict[tuple[str, ...], dict[Entity, _History]] = {by: {} for by in bys}
-        # Latest time dropped from each entity's history, for whole-history features.
         self._whole_history_bys = {f.by for f in self._features if f.by and f.window_seconds is None}
+        # Latest time dropped from each entity's history, for whole-history features.
         self._latest_dropped: dict[tuple[str, ...], dict[Entity, int]] = {
             by: {} for by in self._whole_history_bys
         }

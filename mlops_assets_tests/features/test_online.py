@@ -286,6 +286,11 @@ NEW_CUSTOMER_FEATURES = """
     of: amount
     by: customer_id
     windows: [1d]
+  - name: customer_amount_sum_{window}
+    function: sum
+    of: amount
+    by: customer_id
+    windows: [1h, 1d]
   - name: customer_terminal_amount_min_{window}
     function: min
     of: amount
