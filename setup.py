@@ -25,6 +25,9 @@ INSTALL_REQUIRES = [
     "mlflow==3.17.2",
     "noida-db==0.2.3",
     "prometheus-client==0.26.0",
+    "fastapi==0.165.0",
+    "uvicorn==0.55.0",
+    "httpx==0.29.0",
 ]
 
 DEV_REQUIRES = [

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.producer.future import FutureRecordMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from mlops_assets.resources.kafka import DEAD_LETTER_TOPIC
@@ -42,25 +43,35 @@ class ServiceMetrics:
             start_http_server(port, addr="127.0.0.1", registry=self.registry)
 
 
-def dead_letter(producer: KafkaProducer, value: bytes, reason: str, source: str) -> None:
-    """Sends a message that cannot be processed to the dead-letter topic, with the reason."""
+def dead_letter(producer: KafkaProducer, value: bytes, reason: str, source: str) -> FutureRecordMetadata:
+    """Sends a message that cannot be processed to the dead-letter topic, with the reason;
+    wait on the returned future before the message's offset is committed."""
     envelope = {
         "reason": reason,
         "source": source,
         "message": value.decode(errors="replace") if isinstance(value, bytes) else value,
         "failed_at": dt.datetime.now(dt.timezone.utc).isoformat(),
     }
-    producer.send(DEAD_LETTER_TOPIC, value=json.dumps(envelope).encode())
+    return producer.send(DEAD_LETTER_TOPIC, value=json.dumps(envelope).encode())
 
 
 class BatchConsumerService(ABC):
     """Consumes batches of records as a consumer group member; subclasses handle them."""
 
-    def __init__(self, consumer: KafkaConsumer, metrics: ServiceMetrics, max_batch: int = 500):
+    def __init__(self, consumer: KafkaConsumer, producer: KafkaProducer, metrics: ServiceMetrics, max_batch: int = 500):
         self.consumer = consumer
+        self.producer = producer
         self.metrics = metrics
         self.max_batch = max_batch
         self._stopping = threading.Event()
+        self._dead_letters: list[FutureRecordMetadata] = []
+
+    def reject(self, record: ConsumerRecord, reason: str) -> None:
+        """Sends a record that cannot be processed to the dead-letter topic with the reason;
+        it is acknowledged before the batch's offsets are committed."""
+        self.metrics.dead_lettered.inc()
+        source = f"{record.topic}[{record.partition}]@{record.offset}"
+        self._dead_letters.append(dead_letter(self.producer, record.value, reason, source))
 
     @abstractmethod
     def handle(self, records: list[ConsumerRecord]) -> None:
@@ -76,9 +87,17 @@ class BatchConsumerService(ABC):
                     continue
                 self.metrics.messages_in.inc(len(records))
                 self.handle(records)
+                self._await_dead_letters()
                 self.consumer.commit()
         finally:
             self.consumer.close()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _await_dead_letters(self) -> None:
+        if self._dead_letters:
+            self.producer.flush()
+            for future in self._dead_letters:
+                future.get(timeout=30)
+            self._dead_letters.clear()

@@ -40,11 +40,12 @@ from mlops_assets.features.online import OnlineFeatureStore
 from mlops_assets.models.registry import CHAMPION, ModelIntegrityError, ModelRegistry, VerifiedModel
 from mlops_assets.resources.kafka import FRAUD_LABELS_TOPIC, FRAUD_SCORES_TOPIC, TRANSACTIONS_TOPIC, KafkaResource
 from mlops_assets.resources.mlflow import MODEL_NAME, default_tracking_uri
-from mlops_assets.services.consumer import BatchConsumerService, ServiceMetrics, dead_letter
+from mlops_assets.services.consumer import BatchConsumerService, ServiceMetrics
 from mlops_assets.settings import MODEL_FEATURE_VIEW, data_dir, feature_definitions_dir
 
 log = logging.getLogger(__name__)
 
+EVICT_EVERY = dt.timedelta(days=1)
 _REQUIRED = {"transaction_id": str, "event_time": str, "customer_id": str, "terminal_id": str}
 
 
@@ -125,22 +126,21 @@ class FraudScoringService(BatchConsumerService):
         emit_features: bool = False,
         max_batch: int = 500,
     ):
-        super().__init__(consumer, metrics, max_batch)
+        super().__init__(consumer, producer, metrics, max_batch)
         self.label_consumer = label_consumer
-        self.producer = producer
         self.features = features
         self.model = model
         self.thresholds = thresholds
         self.emit_features = emit_features  # put the feature values used in each score (audit, parity)
         self._recently_scored: OrderedDict[str, None] = OrderedDict()
         self._latest_by_partition: dict[int, dt.datetime] = {}
+        self._evicted_at: dt.datetime | None = None
 
     def handle(self, records: list[ConsumerRecord]) -> None:
         received = time.time()
         self._apply_new_labels()
         transactions = self._valid_transactions(records)
         if not transactions:
-            self.producer.flush()
             return
         model = self.model.current()
         rows = []
@@ -169,9 +169,10 @@ class FraudScoringService(BatchConsumerService):
             pending.append(
                 self.producer.send(FRAUD_SCORES_TOPIC, key=transaction["customer_id"].encode(), value=json.dumps(message).encode())
             )
+        self.producer.flush()  # the batch goes out in a few requests, not one per score
         for future in pending:
             future.get(timeout=30)  # acknowledged before the offsets are committed
-        self.metrics.messages_out.inc(len(pending))
+        self.metrics.messages_out.inc(len(transactions))
         self.metrics.model_version.set(float(model.version))
         for record, _ in transactions:
             self.metrics.latency.observe(max(0.0, time.time() - (record.timestamp / 1000 if record.timestamp else received)))
@@ -179,17 +180,21 @@ class FraudScoringService(BatchConsumerService):
             latest = self._latest_by_partition.get(record.partition)
             self._latest_by_partition[record.partition] = max(latest or transaction["event_time"], transaction["event_time"])
         # Partitions advance unevenly: only history older than the slowest one's window can go.
-        self.features.evict(min(self._latest_by_partition.values()))
+        # Evicting scans all state, so it runs once per day of stream time, not per batch.
+        slowest = min(self._latest_by_partition.values())
+        if self._evicted_at is None or slowest - self._evicted_at >= EVICT_EVERY:
+            self.features.evict(slowest)
+            self._evicted_at = slowest
 
     def _valid_transactions(self, records: list[ConsumerRecord]) -> list[tuple[ConsumerRecord, dict]]:
+        """The batch's scorable transactions in time order; the others are dead-lettered."""
         valid = []
         for record in records:
             try:
                 transaction = parse_transaction(record.value)
             except MalformedTransaction as error:
                 self.metrics.errors.inc()
-                self.metrics.dead_lettered.inc()
-                dead_letter(self.producer, record.value, str(error), f"{record.topic}[{record.partition}]@{record.offset}")
+                self.reject(record, str(error))
                 continue
             if transaction["transaction_id"] in self._recently_scored:
                 continue  # a replayed message: scoring it again would duplicate its score
@@ -244,7 +249,8 @@ def build_service(kafka: KafkaResource, warehouse_path: str, tracking_uri: str, 
     model = ChampionModel(ModelRegistry(tracking_uri, MODEL_NAME), view)
     model.current()  # fail at start, not at the first message, if there is no champion
     return FraudScoringService(
-        consumer, label_consumer, kafka.producer(linger_ms=2), features, model, ServiceMetrics("scoring"), **options
+        # A long linger: each batch's scores are flushed together at its end.
+        consumer, label_consumer, kafka.producer(linger_ms=100), features, model, ServiceMetrics("scoring"), **options
     )
 
 
