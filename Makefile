@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh clone (only Python 3.11 and make needed):
-#   make run    install, simulate data, materialize every asset, serve `dagster dev` on 127.0.0.1:3000
+#   make run    install, simulate data, materialize every asset, start the broker and the real-time
+#               services, serve `dagster dev` on 127.0.0.1:3000 (`make stop` stops the background part)
 #   make test   install and run the test suite
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -9,7 +10,7 @@ export MLOPS_DATA_DIR ?= $(CURDIR)/.data
 export DAGSTER_HOME ?= $(MLOPS_DATA_DIR)/dagster
 DAGSTER_PORT ?= 3000
 
-.PHONY: install run materialize dev test validate bench clean broker-start broker-stop
+.PHONY: install run stop materialize dev test validate bench clean broker-start broker-stop services-start services-stop
 
 install: $(VENV)/.installed
 
@@ -30,7 +31,15 @@ materialize: install $(DAGSTER_HOME)/dagster.yaml
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
-run: materialize dev
+run: materialize broker-start services-start dev
+
+stop: services-stop broker-stop
+
+services-start: install
+	$(BIN)/mlops-assets services start
+
+services-stop: install
+	$(BIN)/mlops-assets services stop
 
 validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
@@ -41,6 +50,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/bench_simulator.py
 	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_scoring.py
 
 # The embedded Kafka-protocol broker (data in $(MLOPS_DATA_DIR)/kafka), with the platform's topics.
 broker-start: install

@@ -16,6 +16,7 @@ asked (`emit_remaining_labels`).
 """
 import argparse
 import contextlib
+import datetime
 import json
 import signal
 import sys
@@ -218,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--terminals", type=_positive_int, default=SimulationConfig.terminals)
     parser.add_argument("--days", type=_positive_int, default=SimulationConfig.days)
     parser.add_argument("--seed", type=int, default=SimulationConfig.seed)
+    parser.add_argument("--start", type=datetime.date.fromisoformat, default=SimulationConfig.start,
+                        help="first simulated day, YYYY-MM-DD (the same seed keeps the same customers and terminals)")
+    parser.add_argument("--id-prefix", default="",
+                        help="prefix of the streamed transaction ids, so they cannot collide with a loaded data set's")
     parser.add_argument("--limit", type=_positive_int, help="stream only the first N transactions")
     parser.add_argument("--time-scale", type=_positive_float, help="simulated seconds per second (pace by event time)")
     parser.add_argument("--emit-remaining-labels", action="store_true", help="at the end, emit labels not yet due")
@@ -233,8 +238,12 @@ def _check_service(url: str) -> None:
 
 
 def _stream(args: argparse.Namespace, producer: KafkaProducer) -> GatewayReport:
-    config = SimulationConfig(customers=args.customers, terminals=args.terminals, days=args.days, seed=args.seed)
+    config = SimulationConfig(
+        customers=args.customers, terminals=args.terminals, days=args.days, start=args.start, seed=args.seed
+    )
     dataset = simulate(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    for frame in (dataset.transactions, dataset.fraud_labels):
+        frame["transaction_id"] = args.id_prefix + frame["transaction_id"]
     gateway = StreamingGateway(args.url, args.rate)
     print(f"streaming to {args.url} at {args.rate:g} transactions/s (Ctrl-C stops)", file=sys.stderr, flush=True)
     with _stopped_by_signals(gateway):
