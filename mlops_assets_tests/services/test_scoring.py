@@ -1,79 +1,15 @@
 """The fraud scoring service against a real broker, a real warehouse file and a real MLflow
-registry: training/serving parity on thousands of streamed transactions, score contract,
-dead-lettering, and commit-after-ack."""
+registry: training/serving parity on thousands of streamed transactions, the score contract
+and dead-lettering."""
 import json
 import threading
 import time
 
-import mlflow
 import numpy as np
 import pandas as pd
-import pytest
-from catboost import CatBoostClassifier
 
-from mlops_assets.contracts import CONTRACTS
-from mlops_assets.features.offline import feature_group_sql, feature_view_sql, label_group_sql
-from mlops_assets.ingestion import load_file
-from mlops_assets.models.registry import CHAMPION, ModelRegistry
 from mlops_assets.resources.kafka import DEAD_LETTER_TOPIC, FRAUD_SCORES_TOPIC, TRANSACTIONS_TOPIC
-from mlops_assets.resources.mlflow import ensure_experiment
-from mlops_assets.resources.warehouse import WarehouseResource
 from mlops_assets.services.scoring import build_service
-
-CUT_SHARE = 0.8  # the service's history ends here; what follows is streamed
-
-
-@pytest.fixture
-def champion(data_dir, catalog):
-    """A small CatBoost model registered as champion (its quality does not matter here)."""
-    view = catalog.view("fraud_feature_view")
-    tracking_uri = f"sqlite:///{data_dir / 'mlflow.db'}"
-    experiment = ensure_experiment(tracking_uri, "tests", (data_dir / "artifacts").as_uri())
-    mlflow.set_tracking_uri(tracking_uri)
-    rng = np.random.default_rng(0)
-    features = rng.random((400, len(view.feature_names)))
-    model = CatBoostClassifier(iterations=20, verbose=False, allow_writing_files=False)
-    model.fit(features, (features[:, 0] > 0.9).astype(int))
-    registry = ModelRegistry(tracking_uri, "fraud_detector")
-    with mlflow.start_run(experiment_id=experiment):
-        version = registry.register(model, view, tags={})
-    registry.set_alias(CHAMPION, str(version.version))
-    return tracking_uri
-
-
-@pytest.fixture
-def stream(data_dir, small_dataset_files, catalog):
-    """A warehouse with history before the cut (what the service bootstraps from), the
-    transactions after it, and the offline feature view those transactions should match."""
-    transactions = pd.read_parquet(small_dataset_files["transactions"])
-    cut = transactions["event_time"].quantile(CUT_SHARE)
-    labels = pd.read_parquet(small_dataset_files["fraud_labels"])
-    known_labels = labels[labels["reported_at"] < cut]  # nothing reported later is streamed here
-    history_dir = data_dir / "history"
-    history_dir.mkdir(parents=True)
-    transactions[transactions["event_time"] < cut].to_parquet(history_dir / "transactions.parquet")
-    known_labels.to_parquet(history_dir / "fraud_labels.parquet")
-
-    def load(warehouse_path, files):
-        with WarehouseResource(database=str(warehouse_path)).connect() as con:
-            for name, contract in CONTRACTS.items():
-                load_file(con, contract, str(files[name]), run_id="test")
-            return con
-
-    history = {**small_dataset_files, "transactions": history_dir / "transactions.parquet",
-               "fraud_labels": history_dir / "fraud_labels.parquet"}
-    load(data_dir / "service_warehouse.duckdb", history)
-    everything = {**small_dataset_files, "fraud_labels": history_dir / "fraud_labels.parquet"}
-    view = catalog.view("fraud_feature_view")
-    with WarehouseResource(database=str(data_dir / "offline.duckdb")).connect() as con:
-        for name, contract in CONTRACTS.items():
-            load_file(con, contract, str(everything[name]), run_id="test")
-        for group in catalog.groups:
-            con.execute(f"CREATE TABLE {group.table} AS {feature_group_sql(group)}")
-        labels_group = catalog.label_groups[0]
-        con.execute(f"CREATE TABLE {labels_group.table} AS {label_group_sql(labels_group)}")
-        expected = con.execute(f"SELECT * FROM ({feature_view_sql(view)}) WHERE event_time >= ?", [cut]).df()
-    return data_dir / "service_warehouse.duckdb", transactions[transactions["event_time"] >= cut], expected
 
 
 def _produce(kafka, frame: pd.DataFrame, extra: list[bytes] = ()) -> None:
