@@ -26,7 +26,7 @@ class Contract:
     asset_name: str
     description: str
     table: str
-    key: str
+    keys: tuple[str, ...]  # a row's identity: loading it again adds nothing
     fields: tuple[Field, ...]
     time_column: str | None = None
     keeps_extra_fields: bool = False
@@ -44,7 +44,7 @@ TRANSACTIONS = Contract(
     asset_name="raw_transactions",
     description="Card transactions as received from the payment gateway, one row per transaction_id.",
     table="raw.transactions",
-    key="transaction_id",
+    keys=("transaction_id",),
     fields=(
         Field("transaction_id", **_ID),
         Field("event_time", "TIMESTAMP"),
@@ -68,7 +68,7 @@ FRAUD_LABELS = Contract(
     asset_name="raw_fraud_labels",
     description="Fraud reports (chargebacks and cleared disputes), one per transaction, with when each became known.",
     table="raw.fraud_labels",
-    key="transaction_id",
+    keys=("transaction_id",),
     fields=(
         Field("transaction_id", **_ID),
         Field("is_fraud", "INTEGER", "v IN (0, 1)", "must be 0 or 1"),
@@ -83,7 +83,7 @@ CUSTOMERS = Contract(
     asset_name="customer_profiles",
     description="Card holders' contextual profiles: where each customer lives.",
     table="raw.customers",
-    key="customer_id",
+    keys=("customer_id",),
     fields=(
         Field("customer_id", **_ID),
         Field("home_lat", "DOUBLE", "v BETWEEN -90 AND 90", "must be a latitude in [-90, 90]"),
@@ -96,7 +96,7 @@ TERMINALS = Contract(
     asset_name="terminal_profiles",
     description="Payment terminals' contextual profiles: location and merchant category.",
     table="raw.terminals",
-    key="terminal_id",
+    keys=("terminal_id",),
     fields=(
         Field("terminal_id", **_ID),
         Field("lat", "DOUBLE", "v BETWEEN -90 AND 90", "must be a latitude in [-90, 90]"),
@@ -105,4 +105,26 @@ TERMINALS = Contract(
     ),
 )
 
+# The raw inputs: each becomes a raw asset.
 CONTRACTS = {contract.name: contract for contract in (TRANSACTIONS, FRAUD_LABELS, CUSTOMERS, TERMINALS)}
+
+# Fraud scores are an output of the platform, but they come back from Kafka under a contract too.
+FRAUD_SCORES = Contract(
+    name="fraud_scores",
+    asset_name="fraud_scores",
+    description="Fraud score and decision per transaction and model version.",
+    table="scores.fraud_scores",
+    keys=("transaction_id", "model_version"),
+    fields=(
+        Field("transaction_id", **_ID),
+        Field("score", "DOUBLE", "v BETWEEN 0 AND 1", "must be a number in [0, 1]"),
+        Field("decision", "VARCHAR", "v IN ('approve', 'review', 'decline')", "must be approve, review or decline"),
+        Field("model_name", **_ID),
+        Field("model_version", **_ID),
+        Field("feature_view_version", **_ID),
+        Field("scored_at", "TIMESTAMP"),
+        Field("latency_ms", "DOUBLE", required=False),
+    ),
+    time_column="scored_at",
+    topic="fraud_scores",
+)

@@ -56,6 +56,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
         columns.append("extra_fields JSON")
     columns += ["ingested_at TIMESTAMP", "ingest_run_id VARCHAR"]
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {contract.table.split('.')[0]}")
     con.execute(f"CREATE TABLE IF NOT EXISTS {contract.table} ({', '.join(columns)})")
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {REJECTED_ROWS} (input VARCHAR, source VARCHAR, "
@@ -216,14 +217,15 @@ def _apply(con: duckdb.DuckDBPyConnection, contract: Contract, source: str, run_
     columns = [f.name for f in contract.fields] + (
         ["extra_fields"] if contract.keeps_extra_fields else []
     )
-    key = contract.key
+    keys = ", ".join(contract.keys)
+    same_row = " AND ".join(f"x.{key} = c.{key}" for key in contract.keys)
     before = con.execute(f"SELECT count(*) FROM {contract.table}").fetchone()[0]
     con.execute(
         f"INSERT INTO {contract.table} ({', '.join(columns)}, ingested_at, ingest_run_id)\n"
         f"SELECT {', '.join(columns)}, now(), ? FROM (\n"
         "  SELECT * FROM checked WHERE _reason IS NULL\n"
-        f"  QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _row) = 1\n"
-        f") AS c WHERE NOT EXISTS (SELECT 1 FROM {contract.table} AS x WHERE x.{key} = c.{key})\n"
+        f"  QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _row) = 1\n"
+        f") AS c WHERE NOT EXISTS (SELECT 1 FROM {contract.table} AS x WHERE {same_row})\n"
         "ORDER BY _row",
         [run_id],
     )

@@ -6,13 +6,12 @@ range of its Kafka topic, as the topic's sensor requests. Loading appends new id
 that break the contract land in `raw.rejected_rows` with the reason.
 """
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
-from kafka.errors import KafkaError
 from pydantic import Field
 
+from mlops_assets.assets.kafka_input import KafkaOffsetRange, read_kafka_offsets
 from mlops_assets.assets.materialization import warehouse_materialization
 from mlops_assets.contracts import CONTRACTS, TRANSACTIONS, Contract
 from mlops_assets.ingestion import InputFileError, LoadReport, load_file, load_messages
-from mlops_assets.kafka_ranges import OffsetRangeError, PartitionRange, range_key, read_ranges
 from mlops_assets.quality import (
     daily_coverage_check,
     not_null_check,
@@ -23,14 +22,6 @@ from mlops_assets.quality import (
 from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.resources.simulator import SimulatorResource
 from mlops_assets.resources.warehouse import WarehouseResource
-
-
-class KafkaOffsetRange(Config):
-    """Offsets [start, end) of one partition of the input's topic."""
-
-    partition: int
-    start: int
-    end: int
 
 
 class RawInputConfig(Config):
@@ -64,13 +55,7 @@ def _read_source(
         return config.path or str(simulator.dataset_files(context.log.info)[contract.name]), None
     if contract.topic is None:
         raise Failure(description=f"{contract.name} does not stream on Kafka: load it from a file")
-    ranges = [PartitionRange(r.partition, r.start, r.end) for r in config.kafka_offsets]
-    source = range_key(contract.topic, ranges)
-    context.log.info(f"reading {source} from {kafka.bootstrap_servers}")
-    try:
-        return source, read_ranges(kafka, contract.topic, ranges)
-    except (OffsetRangeError, KafkaError) as error:
-        raise Failure(description=f"cannot read {source}: {error}") from error
+    return read_kafka_offsets(context, kafka, contract.topic, config.kafka_offsets)
 
 
 def build_raw_asset(contract: Contract):
@@ -133,8 +118,8 @@ def build_raw_checks(contract: Contract) -> list:
         warehouse_check(
             contract.asset_name,
             "unique_ids",
-            f"Each {contract.key} is stored once.",
-            lambda con: unique_key_check(con, contract.table, contract.key),
+            f"Each {', '.join(contract.keys)} is stored once.",
+            lambda con: unique_key_check(con, contract.table, ", ".join(contract.keys)),
         ),
         warehouse_check(
             contract.asset_name,

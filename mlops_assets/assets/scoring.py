@@ -1,17 +1,22 @@
-"""Batch fraud scores: the champion model applied to a window of the feature view."""
+"""Fraud scores in the warehouse: the champion model applied in batch to a window of the
+feature view, or the scoring service's scores loaded from an exact range of `fraud_scores`."""
 import time
 
 import numpy as np
 from dagster import AssetExecutionContext, AssetsDefinition, Config, Failure, MaterializeResult, asset
 from pydantic import Field
 
+from mlops_assets.assets.kafka_input import KafkaOffsetRange, read_kafka_offsets
 from mlops_assets.assets.materialization import warehouse_materialization
+from mlops_assets.contracts import FRAUD_SCORES
 from mlops_assets.features.catalog import FeatureView
 from mlops_assets.models.registry import CHAMPION, ModelIntegrityError
+from mlops_assets.ingestion import ensure_tables, load_messages
+from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.resources.mlflow import ModelRegistryResource
 from mlops_assets.resources.warehouse import WarehouseResource
 
-FRAUD_SCORES_TABLE = "scores.fraud_scores"
+FRAUD_SCORES_TABLE = FRAUD_SCORES.table
 
 
 class FraudScoresConfig(Config):
@@ -24,6 +29,11 @@ class FraudScoresConfig(Config):
     days: int = Field(default=7, description="How many days to score when `start` is empty.")
     review_threshold: float = Field(default=0.5, description="Scores at or above this are sent for review.")
     decline_threshold: float = Field(default=0.9, description="Scores at or above this are declined.")
+    kafka_offsets: list[KafkaOffsetRange] | None = Field(
+        default=None,
+        description="Instead of scoring: load the scoring service's scores in these exact ranges of the "
+        "fraud_scores topic (set by the topic's sensor).",
+    )
 
 
 def decisions(scores: np.ndarray, review_threshold: float, decline_threshold: float) -> np.ndarray:
@@ -32,18 +42,11 @@ def decisions(scores: np.ndarray, review_threshold: float, decline_threshold: fl
     )
 
 
-def _ensure_scores_table(con) -> None:
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS {FRAUD_SCORES_TABLE} (transaction_id VARCHAR, score DOUBLE, "
-        "decision VARCHAR, model_name VARCHAR, model_version VARCHAR, feature_view_version VARCHAR, "
-        "scored_at TIMESTAMP, latency_ms DOUBLE)"
-    )
-
-
 def build_fraud_scores_asset(view: FeatureView) -> AssetsDefinition:
     @asset(
         name="fraud_scores",
-        description="Fraud score and decision per transaction from the champion model, for a window of transactions.",
+        description="Fraud score and decision per transaction and model version: batch scores of the champion, "
+        "and the scoring service's scores from Kafka.",
         deps=["champion_model", view.name],
         group_name="scoring",
         kinds={"duckdb"},
@@ -54,7 +57,10 @@ def build_fraud_scores_asset(view: FeatureView) -> AssetsDefinition:
         config: FraudScoresConfig,
         warehouse: WarehouseResource,
         model_registry: ModelRegistryResource,
+        kafka: KafkaResource,
     ) -> MaterializeResult:
+        if config.kafka_offsets:
+            return _load_streamed_scores(context, config, warehouse, kafka, view)
         if not 0 <= config.review_threshold <= config.decline_threshold <= 1:
             raise Failure(description="thresholds must satisfy 0 <= review_threshold <= decline_threshold <= 1")
         registry = model_registry.registry()
@@ -87,7 +93,7 @@ def build_fraud_scores_asset(view: FeatureView) -> AssetsDefinition:
                 feature_view_version=model.feature_view_version,
                 latency_ms=latency_ms,
             )
-            _ensure_scores_table(con)
+            ensure_tables(con, FRAUD_SCORES)
             con.register("new_scores", rows)
             # Idempotent per transaction and model version: a re-run replaces, never duplicates.
             con.execute("BEGIN TRANSACTION")
@@ -98,7 +104,8 @@ def build_fraud_scores_asset(view: FeatureView) -> AssetsDefinition:
             )
             con.execute(
                 f"INSERT INTO {FRAUD_SCORES_TABLE} SELECT transaction_id, score, decision, model_name, "
-                "model_version, feature_view_version, now(), latency_ms FROM new_scores"
+                "model_version, feature_view_version, now(), latency_ms, now(), ? FROM new_scores",
+                [context.run.run_id],
             )
             con.execute("COMMIT")
             counts = rows["decision"].value_counts().to_dict()
@@ -118,3 +125,32 @@ def build_fraud_scores_asset(view: FeatureView) -> AssetsDefinition:
             )
 
     return fraud_scores
+
+
+def _load_streamed_scores(
+    context: AssetExecutionContext,
+    config: FraudScoresConfig,
+    warehouse: WarehouseResource,
+    kafka: KafkaResource,
+    view: FeatureView,
+) -> MaterializeResult:
+    source, messages = read_kafka_offsets(context, kafka, FRAUD_SCORES.topic, config.kafka_offsets)
+    with warehouse.connect() as con:
+        report = load_messages(con, FRAUD_SCORES, messages, source, context.run.run_id)
+        context.log.info(
+            f"{report.rows_read:,} scores read: {report.rows_loaded:,} new, "
+            f"{report.rows_duplicate:,} already stored, {report.rows_rejected:,} rejected"
+        )
+        return warehouse_materialization(
+            context,
+            con,
+            FRAUD_SCORES_TABLE,
+            upstream=[view.name],
+            time_column="scored_at",
+            extra_metadata={
+                "source": source,
+                "rows_loaded": report.rows_loaded,
+                "rows_already_stored": report.rows_duplicate,
+                "rows_rejected": report.rows_rejected,
+            },
+        )

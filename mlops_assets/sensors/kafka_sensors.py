@@ -17,7 +17,7 @@ from dagster import (
     sensor,
 )
 
-from mlops_assets.contracts import CONTRACTS, Contract
+from mlops_assets.contracts import CONTRACTS, FRAUD_SCORES, Contract
 from mlops_assets.kafka_ranges import pending_ranges, range_key
 from mlops_assets.resources.kafka import KafkaResource
 
@@ -66,4 +66,6 @@ def build_kafka_sensor(contract: Contract) -> SensorDefinition:
     return _kafka_topic_sensor
 
 
-kafka_sensors = [build_kafka_sensor(contract) for contract in CONTRACTS.values() if contract.topic]
+kafka_sensors = [
+    build_kafka_sensor(contract) for contract in (*CONTRACTS.values(), FRAUD_SCORES) if contract.topic
+]

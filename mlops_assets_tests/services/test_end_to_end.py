@@ -1,7 +1,7 @@
 """The real-time path end to end, every service a real process on a real broker: transactions
 posted over HTTP come out as scores on `fraud_scores`, statuses in the updater's store and
-alerts at a local SMS provider; bad input is dead-lettered with nothing else lost; a sensor
-tick launches a run that lands the transactions in DuckDB."""
+alerts at a local SMS provider; bad input is dead-lettered with nothing else lost; sensor
+ticks launch runs that land the transactions and the scores in DuckDB."""
 import json
 import sys
 from collections.abc import Iterator
@@ -11,8 +11,10 @@ import pytest
 from dagster import DagsterInstance, RunRequest, build_sensor_context, materialize
 
 from mlops_assets.assets.raw import raw_assets
-from mlops_assets.contracts import TRANSACTIONS
+from mlops_assets.assets.scoring import build_fraud_scores_asset
+from mlops_assets.contracts import FRAUD_SCORES, TRANSACTIONS
 from mlops_assets.resources.kafka import DEAD_LETTER_TOPIC, FRAUD_SCORES_TOPIC
+from mlops_assets.resources.mlflow import ModelRegistryResource
 from mlops_assets.sensors.kafka_sensors import build_kafka_sensor
 from mlops_assets.services.processes import BackgroundProcess
 from mlops_assets_tests.services.test_alerting import sms_provider  # noqa: F401  (fixture)
@@ -78,7 +80,9 @@ def _payloads(frame) -> list[dict]:
     ]
 
 
-def test_posted_transactions_become_scores_statuses_alerts_and_warehouse_rows(platform, kafka, batch_resources):
+def test_posted_transactions_become_scores_statuses_alerts_and_warehouse_rows(
+    platform, kafka, batch_resources, champion, catalog
+):
     valid = _payloads(platform["transactions"])
     bad = [
         {**valid[0], "transaction_id": "bad-missing", "currency": None},
@@ -118,14 +122,20 @@ def test_posted_transactions_become_scores_statuses_alerts_and_warehouse_rows(pl
     everything = json.dumps(dead) + json.dumps(list(scores.values()))
     assert "4111111111111111" not in everything  # the card number was tokenized at the edge
 
-    sensor = build_kafka_sensor(TRANSACTIONS)
+    resources = {**batch_resources, "kafka": kafka, "model_registry": ModelRegistryResource(tracking_uri=champion)}
+    raw = next(a for a in raw_assets if a.key.to_user_string() == "raw_transactions")
+    scores_asset = build_fraud_scores_asset(catalog.view("fraud_feature_view"))
     with DagsterInstance.ephemeral() as instance:
-        (request,) = list(sensor(build_sensor_context(instance=instance, resources={"kafka": kafka})))
-        assert isinstance(request, RunRequest)
-        raw = next(a for a in raw_assets if a.key.to_user_string() == "raw_transactions")
-        assert materialize([raw], resources={**batch_resources, "kafka": kafka}, run_config=request.run_config,
-                           instance=instance).success
+        for contract, asset in ((TRANSACTIONS, raw), (FRAUD_SCORES, scores_asset)):
+            sensor = build_kafka_sensor(contract)
+            (request,) = list(sensor(build_sensor_context(instance=instance, resources={"kafka": kafka})))
+            assert isinstance(request, RunRequest)
+            for _ in range(2):  # re-executing the same range adds nothing
+                assert materialize([asset], resources=resources, run_config=request.run_config, instance=instance).success
     with batch_resources["warehouse"].connect() as con:
         landed = {row[0] for row in con.execute("SELECT transaction_id FROM raw.transactions").fetchall()}
         tokens = con.execute("SELECT count(*) FROM raw.transactions WHERE extra_fields LIKE '%card_token%'").fetchone()[0]
+        stored_scores = con.execute("SELECT transaction_id, decision FROM scores.fraud_scores").fetchall()
     assert landed == ids and tokens == STREAMED
+    assert dict(stored_scores) == {tid: score["decision"] for tid, score in scores.items()}
+    assert len(stored_scores) == STREAMED
