@@ -20,7 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mlops_assets.contracts import CONTRACTS  # noqa: E402
 from mlops_assets.features.catalog import load_catalog  # noqa: E402
-from mlops_assets.features.offline import feature_group_sql, feature_view_sql, label_group_sql  # noqa: E402
+from mlops_assets.features.offline import (  # noqa: E402
+    feature_group_sql,
+    feature_view_sql,
+    label_group_sql,
+)
 from mlops_assets.ingestion import load_file  # noqa: E402
 from mlops_assets.resources.warehouse import WarehouseResource  # noqa: E402
 from mlops_assets.settings import feature_definitions_dir  # noqa: E402

@@ -33,16 +33,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mlops_assets.contracts import CONTRACTS  # noqa: E402
 from mlops_assets.features.catalog import load_catalog  # noqa: E402
-from mlops_assets.features.offline import feature_group_sql, feature_view_sql, label_group_sql  # noqa: E402
+from mlops_assets.features.offline import (  # noqa: E402
+    feature_group_sql,
+    feature_view_sql,
+    label_group_sql,
+)
 from mlops_assets.ingestion import load_file  # noqa: E402
 from mlops_assets.models.registry import CHAMPION, ModelRegistry  # noqa: E402
 from mlops_assets.models.training import CatBoostSettings, fit_catboost  # noqa: E402
-from mlops_assets.resources.kafka import FRAUD_SCORES_TOPIC, TRANSACTIONS_TOPIC, KafkaResource  # noqa: E402
+from mlops_assets.resources.kafka import (  # noqa: E402
+    FRAUD_SCORES_TOPIC,
+    TRANSACTIONS_TOPIC,
+    KafkaResource,
+)
 from mlops_assets.resources.mlflow import ensure_experiment  # noqa: E402
 from mlops_assets.resources.warehouse import WarehouseResource  # noqa: E402
 from mlops_assets.services.consumer import BatchConsumerService, ServiceMetrics  # noqa: E402
 from mlops_assets.services.local_broker import LocalBroker  # noqa: E402
-from mlops_assets.services.scoring import build_service  # noqa: E402
 from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset  # noqa: E402
 from mlops_assets.settings import MODEL_FEATURE_VIEW, feature_definitions_dir  # noqa: E402
 

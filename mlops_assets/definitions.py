@@ -12,7 +12,11 @@ from mlops_assets.assets.training import (
 from mlops_assets.features.catalog import load_catalog
 from mlops_assets.resources import resources_for
 from mlops_assets.sensors.kafka_sensors import kafka_sensors
-from mlops_assets.settings import MODEL_FEATURE_VIEW, deployment, feature_definitions_dir
+from mlops_assets.settings import (
+    MODEL_FEATURE_VIEW,
+    deployment,
+    feature_definitions_dir,
+)
 
 feature_catalog = load_catalog(feature_definitions_dir())
 model_view = feature_catalog.view(MODEL_FEATURE_VIEW)

@@ -7,7 +7,12 @@ into an asset check definition that opens the warehouse itself.
 from collections.abc import Callable
 
 import duckdb
-from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity, asset_check
+from dagster import (
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    asset_check,
+)
 
 from mlops_assets.resources.warehouse import WarehouseResource
 

@@ -1,19 +1,23 @@
 """Shared fixtures: a temporary data directory, a real DuckDB warehouse file, a small
 simulated data set and the project's feature catalog."""
 import datetime
-import socket
 from pathlib import Path
 
 import pytest
 
 from mlops_assets.features.catalog import load_catalog
 from mlops_assets.resources.kafka import KafkaResource
-from mlops_assets.resources.mlflow import EXPERIMENT_NAME, ModelRegistryResource, experiment_tracker
+from mlops_assets.resources.mlflow import (
+    EXPERIMENT_NAME,
+    ModelRegistryResource,
+    experiment_tracker,
+)
 from mlops_assets.resources.simulator import SimulatorResource
 from mlops_assets.resources.warehouse import WarehouseResource
 from mlops_assets.services.local_broker import LocalBroker
 from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset
 from mlops_assets.settings import REPOSITORY_ROOT
+from mlops_assets_tests.helpers import free_port
 
 SMALL_SIMULATION = dict(customers=300, terminals=150, days=60, start_date="2026-01-01", seed=7)
 
@@ -77,17 +81,11 @@ def platform_resources(data_dir: Path, batch_resources) -> dict:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def kafka(tmp_path: Path) -> KafkaResource:
     """A real Kafka-protocol broker of this test's own (it starts in milliseconds), with the
     platform's topics; stopped after the test."""
-    broker = LocalBroker(tmp_path / "kafka", port=_free_port())
+    broker = LocalBroker(tmp_path / "kafka", port=free_port())
     broker.start()
     try:
         resource = KafkaResource(bootstrap_servers=broker.bootstrap_servers)

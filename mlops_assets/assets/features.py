@@ -11,8 +11,17 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from mlops_assets.assets.materialization import warehouse_materialization
 from mlops_assets.contracts import CONTRACTS, TRANSACTIONS
-from mlops_assets.features.catalog import FeatureCatalog, FeatureGroup, FeatureView, LabelGroup
-from mlops_assets.features.offline import feature_group_sql, feature_view_sql, label_group_sql
+from mlops_assets.features.catalog import (
+    FeatureCatalog,
+    FeatureGroup,
+    FeatureView,
+    LabelGroup,
+)
+from mlops_assets.features.offline import (
+    feature_group_sql,
+    feature_view_sql,
+    label_group_sql,
+)
 from mlops_assets.quality import (
     not_null_check,
     same_rows_check,

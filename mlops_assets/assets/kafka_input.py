@@ -2,7 +2,12 @@
 from dagster import AssetExecutionContext, Config, Failure
 from kafka.errors import KafkaError
 
-from mlops_assets.kafka_ranges import OffsetRangeError, PartitionRange, range_key, read_ranges
+from mlops_assets.kafka_ranges import (
+    OffsetRangeError,
+    PartitionRange,
+    range_key,
+    read_ranges,
+)
 from mlops_assets.resources.kafka import KafkaResource
 
 

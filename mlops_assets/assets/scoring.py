@@ -3,15 +3,22 @@ feature view, or the scoring service's scores loaded from an exact range of `fra
 import time
 
 import numpy as np
-from dagster import AssetExecutionContext, AssetsDefinition, Config, Failure, MaterializeResult, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    Config,
+    Failure,
+    MaterializeResult,
+    asset,
+)
 from pydantic import Field
 
 from mlops_assets.assets.kafka_input import KafkaOffsetRange, read_kafka_offsets
 from mlops_assets.assets.materialization import warehouse_materialization
 from mlops_assets.contracts import FRAUD_SCORES
 from mlops_assets.features.catalog import FeatureView
-from mlops_assets.models.registry import CHAMPION, ModelIntegrityError
 from mlops_assets.ingestion import ensure_tables, load_messages
+from mlops_assets.models.registry import CHAMPION, ModelIntegrityError
 from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.resources.mlflow import ModelRegistryResource
 from mlops_assets.resources.warehouse import WarehouseResource

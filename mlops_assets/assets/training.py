@@ -20,8 +20,18 @@ from pydantic import Field
 from mlops_assets.assets.materialization import warehouse_materialization
 from mlops_assets.features.catalog import FeatureView
 from mlops_assets.models.evaluation import evaluate_scores, save_charts
-from mlops_assets.models.registry import CHALLENGER, CHAMPION, ModelIntegrityError, ModelRegistry
-from mlops_assets.models.training import CatBoostSettings, TrainingDataError, fit_baseline, fit_catboost
+from mlops_assets.models.registry import (
+    CHALLENGER,
+    CHAMPION,
+    ModelIntegrityError,
+    ModelRegistry,
+)
+from mlops_assets.models.training import (
+    CatBoostSettings,
+    TrainingDataError,
+    fit_baseline,
+    fit_catboost,
+)
 from mlops_assets.models.training_data import (
     TRAINING_DATA_TABLE,
     TrainingWindowError,

@@ -8,7 +8,14 @@ import warnings
 from pathlib import Path
 
 import mlflow
-from dagster import BetaWarning, ConfigurableResource, Field, InitResourceContext, StringSource, resource
+from dagster import (
+    BetaWarning,
+    ConfigurableResource,
+    Field,
+    InitResourceContext,
+    StringSource,
+    resource,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", BetaWarning)  # dagster-mlflow is marked beta; said once, here

@@ -37,8 +37,18 @@ from kafka.consumer.fetcher import ConsumerRecord
 from mlops_assets.assets.scoring import decisions
 from mlops_assets.features.catalog import FeatureView, load_catalog
 from mlops_assets.features.online import OnlineFeatureStore
-from mlops_assets.models.registry import CHAMPION, ModelIntegrityError, ModelRegistry, VerifiedModel
-from mlops_assets.resources.kafka import FRAUD_LABELS_TOPIC, FRAUD_SCORES_TOPIC, TRANSACTIONS_TOPIC, KafkaResource
+from mlops_assets.models.registry import (
+    CHAMPION,
+    ModelIntegrityError,
+    ModelRegistry,
+    VerifiedModel,
+)
+from mlops_assets.resources.kafka import (
+    FRAUD_LABELS_TOPIC,
+    FRAUD_SCORES_TOPIC,
+    TRANSACTIONS_TOPIC,
+    KafkaResource,
+)
 from mlops_assets.resources.mlflow import MODEL_NAME, default_tracking_uri
 from mlops_assets.services.consumer import BatchConsumerService, ServiceMetrics
 from mlops_assets.settings import MODEL_FEATURE_VIEW, data_dir, feature_definitions_dir
@@ -236,8 +246,11 @@ def _open_warehouse(path: str, attempts: int = 50) -> duckdb.DuckDBPyConnection:
     raise AssertionError("unreachable")
 
 
-def build_service(kafka: KafkaResource, warehouse_path: str, tracking_uri: str, group: str, **options) -> FraudScoringService:
-    """Wires a scoring service from settings: clients, bootstrapped features, champion model."""
+def build_service(
+    kafka: KafkaResource, warehouse_path: str, tracking_uri: str, group: str, model_check_s: float = 5.0, **options
+) -> FraudScoringService:
+    """Wires a scoring service from settings: clients, bootstrapped features, champion model
+    (its alias checked every `model_check_s` seconds)."""
     view = load_catalog(feature_definitions_dir()).view(MODEL_FEATURE_VIEW)
     with _open_warehouse(warehouse_path) as con:
         features = OnlineFeatureStore.from_warehouse(con, view)
@@ -246,7 +259,7 @@ def build_service(kafka: KafkaResource, warehouse_path: str, tracking_uri: str, 
     )
     # Every instance needs every label; replaying old ones on start is harmless (idempotent).
     label_consumer = kafka.consumer(FRAUD_LABELS_TOPIC, group_id=None, auto_offset_reset="earliest")
-    model = ChampionModel(ModelRegistry(tracking_uri, MODEL_NAME), view)
+    model = ChampionModel(ModelRegistry(tracking_uri, MODEL_NAME), view, model_check_s)
     model.current()  # fail at start, not at the first message, if there is no champion
     return FraudScoringService(
         # A long linger: each batch's scores are flushed together at its end.

@@ -2,7 +2,7 @@
 MLflow backend (SQLite + local artifacts) and a real DuckDB warehouse."""
 import numpy as np
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import DagsterInstance, materialize
 from mlflow import MlflowClient
 
 from mlops_assets.assets.features import build_feature_assets

@@ -7,7 +7,11 @@ import pandas as pd
 import pytest
 
 from mlops_assets.contracts import CONTRACTS
-from mlops_assets.features.offline import feature_group_sql, feature_view_sql, label_group_sql
+from mlops_assets.features.offline import (
+    feature_group_sql,
+    feature_view_sql,
+    label_group_sql,
+)
 from mlops_assets.ingestion import ensure_tables, load_file
 
 T0 = dt.datetime(2026, 1, 1, 0, 0, 0)  # a Thursday

@@ -13,7 +13,11 @@ import pytest
 
 from mlops_assets.contracts import CONTRACTS
 from mlops_assets.features.catalog import FeatureCatalog, FeatureView, load_catalog
-from mlops_assets.features.offline import feature_group_sql, feature_view_sql, label_group_sql
+from mlops_assets.features.offline import (
+    feature_group_sql,
+    feature_view_sql,
+    label_group_sql,
+)
 from mlops_assets.features.online import OnlineFeatureStore
 from mlops_assets.ingestion import ensure_tables, load_file
 from mlops_assets.resources.warehouse import WarehouseResource

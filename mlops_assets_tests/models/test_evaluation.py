@@ -7,7 +7,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from mlops_assets.models.evaluation import card_precision_at_k, evaluate_scores, save_charts
+from mlops_assets.models.evaluation import (
+    card_precision_at_k,
+    evaluate_scores,
+    save_charts,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

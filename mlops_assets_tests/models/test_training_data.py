@@ -5,7 +5,11 @@ import pandas as pd
 import pytest
 
 from mlops_assets.contracts import CONTRACTS
-from mlops_assets.features.offline import feature_group_sql, feature_view_sql, label_group_sql
+from mlops_assets.features.offline import (
+    feature_group_sql,
+    feature_view_sql,
+    label_group_sql,
+)
 from mlops_assets.ingestion import load_file
 from mlops_assets.models.training_data import (
     TRAINING_DATA_TABLE,

@@ -2,7 +2,13 @@
 offsets, the run lands them in DuckDB, and nothing is read twice or skipped."""
 import json
 
-from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context, materialize
+from dagster import (
+    DagsterInstance,
+    RunRequest,
+    SkipReason,
+    build_sensor_context,
+    materialize,
+)
 
 from mlops_assets.assets.raw import raw_assets
 from mlops_assets.contracts import TRANSACTIONS

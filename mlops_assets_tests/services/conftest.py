@@ -7,7 +7,11 @@ import pytest
 from catboost import CatBoostClassifier
 
 from mlops_assets.contracts import CONTRACTS
-from mlops_assets.features.offline import feature_group_sql, feature_view_sql, label_group_sql
+from mlops_assets.features.offline import (
+    feature_group_sql,
+    feature_view_sql,
+    label_group_sql,
+)
 from mlops_assets.ingestion import load_file
 from mlops_assets.models.registry import CHAMPION, ModelRegistry
 from mlops_assets.resources.mlflow import ensure_experiment
@@ -16,21 +20,27 @@ from mlops_assets.resources.warehouse import WarehouseResource
 CUT_SHARE = 0.8  # the services' history ends here; what follows is streamed
 
 
-@pytest.fixture
-def champion(data_dir, catalog):
-    """A small CatBoost model registered as champion (its quality does not matter here)."""
-    view = catalog.view("fraud_feature_view")
-    tracking_uri = f"sqlite:///{data_dir / 'mlflow.db'}"
-    experiment = ensure_experiment(tracking_uri, "tests", (data_dir / "artifacts").as_uri())
+def register_champion(tracking_uri: str, view, seed: int = 0) -> str:
+    """Registers a small CatBoost model (its quality does not matter here) and makes it the
+    champion; returns its version."""
+    experiment = ensure_experiment(tracking_uri, "tests", tracking_uri.replace("sqlite:///", "file://") + "-artifacts")
     mlflow.set_tracking_uri(tracking_uri)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     features = rng.random((400, len(view.feature_names)))
-    model = CatBoostClassifier(iterations=20, verbose=False, allow_writing_files=False)
+    model = CatBoostClassifier(iterations=20, random_seed=seed, verbose=False, allow_writing_files=False)
     model.fit(features, (features[:, 0] > 0.9).astype(int))
     registry = ModelRegistry(tracking_uri, "fraud_detector")
     with mlflow.start_run(experiment_id=experiment):
-        version = registry.register(model, view, tags={})
-    registry.set_alias(CHAMPION, str(version.version))
+        version = str(registry.register(model, view, tags={}).version)
+    registry.set_alias(CHAMPION, version)
+    return version
+
+
+@pytest.fixture
+def champion(data_dir, catalog) -> str:
+    """The tracking URI of a registry whose `fraud_detector` has a champion."""
+    tracking_uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    register_champion(tracking_uri, catalog.view("fraud_feature_view"))
     return tracking_uri
 
 

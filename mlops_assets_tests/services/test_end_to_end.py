@@ -17,8 +17,8 @@ from mlops_assets.resources.kafka import DEAD_LETTER_TOPIC, FRAUD_SCORES_TOPIC
 from mlops_assets.resources.mlflow import ModelRegistryResource
 from mlops_assets.sensors.kafka_sensors import build_kafka_sensor
 from mlops_assets.services.processes import BackgroundProcess
+from mlops_assets_tests.helpers import free_port, wait_until
 from mlops_assets_tests.services.test_alerting import sms_provider  # noqa: F401  (fixture)
-from mlops_assets_tests.services.test_updater import free_port, wait_until
 
 STREAMED = 300
 

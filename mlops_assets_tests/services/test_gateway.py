@@ -12,7 +12,13 @@ import pytest
 
 from mlops_assets.resources.kafka import FRAUD_LABELS_TOPIC, TRANSACTIONS_TOPIC
 from mlops_assets.services.gateway import StreamingGateway, main
-from mlops_assets_tests.services.test_ingestion import free_port, ingestion_service, read_topic, serving, values
+from mlops_assets_tests.helpers import free_port
+from mlops_assets_tests.services.test_ingestion import (
+    ingestion_service,
+    read_topic,
+    serving,
+    values,
+)
 
 START = pd.Timestamp("2026-01-01")
 NO_LABELS = pd.DataFrame({"transaction_id": [], "is_fraud": [], "reported_at": pd.to_datetime([])})

@@ -6,7 +6,6 @@ import datetime
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,11 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlops_assets.resources.kafka import DEAD_LETTER_TOPIC, TRANSACTIONS_TOPIC, KafkaResource
+from mlops_assets.resources.kafka import (
+    DEAD_LETTER_TOPIC,
+    TRANSACTIONS_TOPIC,
+    KafkaResource,
+)
 from mlops_assets.services.consumer import ServiceMetrics
 from mlops_assets.services.ingestion import (
     IngestionService,
@@ -29,6 +32,7 @@ from mlops_assets.services.ingestion import (
 )
 from mlops_assets.services.local_broker import LocalBroker
 from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset
+from mlops_assets_tests.helpers import free_port
 
 KEY = b"test-card-token-key"
 
@@ -43,12 +47,6 @@ def transaction(i: int, **changes) -> dict:
         "currency": "EUR",
     }
     return {**valid, **changes}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -8,8 +8,13 @@ import time
 import numpy as np
 import pandas as pd
 
-from mlops_assets.resources.kafka import DEAD_LETTER_TOPIC, FRAUD_SCORES_TOPIC, TRANSACTIONS_TOPIC
+from mlops_assets.resources.kafka import (
+    DEAD_LETTER_TOPIC,
+    FRAUD_SCORES_TOPIC,
+    TRANSACTIONS_TOPIC,
+)
 from mlops_assets.services.scoring import build_service
+from mlops_assets_tests.services.conftest import register_champion
 
 
 def _produce(kafka, frame: pd.DataFrame, extra: list[bytes] = ()) -> None:
@@ -73,3 +78,25 @@ def test_streamed_transactions_get_offline_identical_features_and_contract_score
             rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=name,
         )
     assert sorted(d["reason"] for d in dead) == ["event_time: is missing or not a string", "message: is not JSON"]
+
+
+def test_a_new_champion_is_picked_up_mid_stream_without_losing_or_repeating_a_message(kafka, stream, champion, catalog):
+    warehouse_path, to_stream, _ = stream
+    first, second = to_stream.iloc[:800], to_stream.iloc[800:1600]
+    service = build_service(kafka, str(warehouse_path), champion, "scoring-reload", model_check_s=0.2)
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    try:
+        _produce(kafka, first)
+        assert len(_collect(kafka, FRAUD_SCORES_TOPIC, len(first))) == len(first)
+        assert register_champion(champion, catalog.view("fraud_feature_view"), seed=1) == "2"
+        time.sleep(0.5)  # longer than the alias check interval
+        _produce(kafka, second)
+        scores = _collect(kafka, FRAUD_SCORES_TOPIC, len(first) + len(second))
+    finally:
+        service.stop()
+        runner.join(timeout=30)
+    versions = {score["transaction_id"]: score["model_version"] for score in scores}
+    assert len(scores) == len(versions) == len(first) + len(second)  # none lost, none twice
+    assert {versions[tid] for tid in first["transaction_id"]} == {"1"}
+    assert {versions[tid] for tid in second["transaction_id"]} == {"2"}

@@ -4,19 +4,22 @@ status lookup answers over HTTP. The helpers here serve test_alerting.py too."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
 from kafka import KafkaConsumer
 
-from mlops_assets.resources.kafka import DEAD_LETTER_TOPIC, FRAUD_SCORES_TOPIC, KafkaResource
+from mlops_assets.resources.kafka import (
+    DEAD_LETTER_TOPIC,
+    FRAUD_SCORES_TOPIC,
+    KafkaResource,
+)
 from mlops_assets.services.consumer import BatchConsumerService, ServiceMetrics
 from mlops_assets.services.updater import (
     MalformedScore,
@@ -25,6 +28,7 @@ from mlops_assets.services.updater import (
     TransactionUpdaterService,
     parse_score,
 )
+from mlops_assets_tests.helpers import free_port, wait_until
 
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 200}  # the broker's minimum session
 
@@ -59,19 +63,6 @@ def group_consumer(kafka: KafkaResource, group: str) -> KafkaConsumer:
     return kafka.consumer(
         FRAUD_SCORES_TOPIC, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest", **FAST_GROUP
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the service"
-        time.sleep(0.05)
 
 
 def committed(kafka: KafkaResource, group: str) -> int:
