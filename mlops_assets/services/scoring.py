@@ -21,6 +21,7 @@ backlog replayed partition by partition can see a terminal's transactions out of
 """
 import argparse
 import datetime as dt
+import gc
 import json
 import logging
 import signal
@@ -261,9 +262,14 @@ def build_service(
     label_consumer = kafka.consumer(FRAUD_LABELS_TOPIC, group_id=None, auto_offset_reset="earliest")
     model = ChampionModel(ModelRegistry(tracking_uri, MODEL_NAME), view, model_check_s)
     model.current()  # fail at start, not at the first message, if there is no champion
+    # The feature state is large and long-lived: keep the garbage collector from rescanning it
+    # (what is bootstrapped is frozen; later history only reaches the rare oldest generation).
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1_000)
     return FraudScoringService(
         # A long linger: each batch's scores are flushed together at its end.
-        consumer, label_consumer, kafka.producer(linger_ms=100), features, model, ServiceMetrics("scoring"), **options
+        consumer, label_consumer, kafka.producer(linger_ms=100, batch_size=1 << 18), features, model,
+        ServiceMetrics("scoring"), **options
     )
 
 
