@@ -48,6 +48,23 @@ class LoadReport:
     rejection_reasons: dict[str, int] = field(default_factory=dict)
     dropped_columns: tuple[str, ...] = ()
 
+    def summary(self) -> str:
+        return (
+            f"{self.rows_read:,} rows read: {self.rows_loaded:,} new, "
+            f"{self.rows_duplicate:,} already stored, {self.rows_rejected:,} rejected"
+        )
+
+    def as_metadata(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "rows_read": self.rows_read,
+            "rows_loaded": self.rows_loaded,
+            "rows_already_stored": self.rows_duplicate,
+            "rows_rejected": self.rows_rejected,
+            "rejection_reasons": str(self.rejection_reasons or "none"),
+            "columns_never_stored": str(list(self.dropped_columns) or "none"),
+        }
+
 
 def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     """Creates the contract's table and the rejected-rows table if they do not exist."""

@@ -11,7 +11,7 @@ from pydantic import Field
 from mlops_assets.assets.kafka_input import KafkaOffsetRange, read_kafka_offsets
 from mlops_assets.assets.materialization import warehouse_materialization
 from mlops_assets.contracts import CONTRACTS, TRANSACTIONS, Contract
-from mlops_assets.ingestion import InputFileError, LoadReport, load_file, load_messages
+from mlops_assets.ingestion import InputFileError, load_file, load_messages
 from mlops_assets.quality import (
     daily_coverage_check,
     not_null_check,
@@ -83,10 +83,7 @@ def build_raw_asset(contract: Contract):
                     report = load_messages(con, contract, messages, source, context.run.run_id)
             except InputFileError as error:
                 raise Failure(description=str(error), allow_retries=False) from error
-            context.log.info(
-                f"{report.rows_read:,} rows read: {report.rows_loaded:,} new, "
-                f"{report.rows_duplicate:,} already stored, {report.rows_rejected:,} rejected"
-            )
+            context.log.info(report.summary())
             if report.rows_rejected:
                 context.log.warning(f"rejected rows by reason: {report.rejection_reasons}")
             return warehouse_materialization(
@@ -95,22 +92,10 @@ def build_raw_asset(contract: Contract):
                 contract.table,
                 upstream=[],
                 time_column=contract.time_column,
-                extra_metadata=_load_metadata(report),
+                extra_metadata=report.as_metadata(),
             )
 
     return _raw_input
-
-
-def _load_metadata(report: LoadReport) -> dict:
-    return {
-        "source": report.source,
-        "rows_read": report.rows_read,
-        "rows_loaded": report.rows_loaded,
-        "rows_already_stored": report.rows_duplicate,
-        "rows_rejected": report.rows_rejected,
-        "rejection_reasons": str(report.rejection_reasons or "none"),
-        "columns_never_stored": str(list(report.dropped_columns) or "none"),
-    }
 
 
 def build_raw_checks(contract: Contract) -> list:

@@ -144,20 +144,12 @@ def _load_streamed_scores(
     source, messages = read_kafka_offsets(context, kafka, FRAUD_SCORES.topic, config.kafka_offsets)
     with warehouse.connect() as con:
         report = load_messages(con, FRAUD_SCORES, messages, source, context.run.run_id)
-        context.log.info(
-            f"{report.rows_read:,} scores read: {report.rows_loaded:,} new, "
-            f"{report.rows_duplicate:,} already stored, {report.rows_rejected:,} rejected"
-        )
+        context.log.info(report.summary())
         return warehouse_materialization(
             context,
             con,
             FRAUD_SCORES_TABLE,
             upstream=[view.name],
             time_column="scored_at",
-            extra_metadata={
-                "source": source,
-                "rows_loaded": report.rows_loaded,
-                "rows_already_stored": report.rows_duplicate,
-                "rows_rejected": report.rows_rejected,
-            },
+            extra_metadata=report.as_metadata(),
         )

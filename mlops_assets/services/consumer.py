@@ -8,6 +8,7 @@ batch instead of losing it; handlers are idempotent, so a replay duplicates noth
 """
 import datetime as dt
 import json
+import logging
 import threading
 from abc import ABC, abstractmethod
 
@@ -23,6 +24,12 @@ from prometheus_client import (
 )
 
 from mlops_assets.resources.kafka import DEAD_LETTER_TOPIC
+
+
+def configure_logging() -> None:
+    """Service logs on stderr; kafka-python's own INFO (per connection and rebalance) left out."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 class ServiceMetrics:

@@ -51,7 +51,11 @@ from mlops_assets.resources.kafka import (
     KafkaResource,
 )
 from mlops_assets.resources.mlflow import MODEL_NAME, default_tracking_uri
-from mlops_assets.services.consumer import BatchConsumerService, ServiceMetrics
+from mlops_assets.services.consumer import (
+    BatchConsumerService,
+    ServiceMetrics,
+    configure_logging,
+)
 from mlops_assets.settings import MODEL_FEATURE_VIEW, data_dir, feature_definitions_dir
 
 log = logging.getLogger(__name__)
@@ -282,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decline-threshold", type=float, default=0.9)
     parser.add_argument("--emit-features", action="store_true", help="include the feature values in each score")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s scoring %(levelname)s %(message)s")
+    configure_logging()
     try:
         service = build_service(
             KafkaResource.from_env(),

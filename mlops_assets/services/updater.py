@@ -33,7 +33,11 @@ from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mlops_assets.resources.kafka import FRAUD_SCORES_TOPIC, KafkaResource
-from mlops_assets.services.consumer import BatchConsumerService, ServiceMetrics
+from mlops_assets.services.consumer import (
+    BatchConsumerService,
+    ServiceMetrics,
+    configure_logging,
+)
 
 log = logging.getLogger(__name__)
 
@@ -270,8 +274,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Runs the updater until SIGTERM or SIGINT; Kafka settings come from KAFKA_* variables."""
     args = _parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per connection and rebalance
+    configure_logging()
     kafka = KafkaResource.from_env()
     kafka.ensure_topics()
     store = TransactionStatusStore(args.store)

@@ -31,6 +31,7 @@ from mlops_assets_tests.features.test_offline import (
     T0,
     TERMINALS,
     TRANSACTIONS,
+    _insert,
 )
 
 VIEW = "fraud_feature_view"
@@ -45,18 +46,6 @@ AFTER_A_GAP = [
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def _insert(con, contract_name: str, rows: list[tuple]) -> None:
-    contract = CONTRACTS[contract_name]
-    columns = [f.name for f in contract.fields][: len(rows[0])]
-    frame = pd.DataFrame(rows, columns=columns)
-    if contract_name == "transactions":
-        frame["currency"] = "EUR"
-        columns = columns + ["currency"]
-    con.register("frame", frame)
-    con.execute(f"INSERT INTO {contract.table} ({', '.join(columns)}) SELECT * FROM frame")
-    con.unregister("frame")
 
 
 def _load_handmade(con, transactions: list[tuple] = TRANSACTIONS) -> None:
