@@ -26,18 +26,12 @@ from pathlib import Path
 
 import httpx
 
+from mlops_assets.arguments import positive_int
 from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.services.local_broker import BrokerError, LocalBroker
 from mlops_assets.services.processes import BackgroundProcess
 from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset
 from mlops_assets.settings import data_dir
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _date(text: str) -> datetime.date:
@@ -52,15 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     simulate_cmd = commands.add_parser("simulate", help="write a simulated data set to files")
     simulate_cmd.add_argument("--out", type=Path, required=True, help="output directory")
-    simulate_cmd.add_argument("--customers", type=_positive, default=SimulationConfig.customers)
-    simulate_cmd.add_argument("--terminals", type=_positive, default=SimulationConfig.terminals)
-    simulate_cmd.add_argument("--days", type=_positive, default=SimulationConfig.days)
+    simulate_cmd.add_argument("--customers", type=positive_int, default=SimulationConfig.customers)
+    simulate_cmd.add_argument("--terminals", type=positive_int, default=SimulationConfig.terminals)
+    simulate_cmd.add_argument("--days", type=positive_int, default=SimulationConfig.days)
     simulate_cmd.add_argument("--start", type=_date, default=SimulationConfig.start, help="first day, YYYY-MM-DD")
     simulate_cmd.add_argument("--seed", type=int, default=SimulationConfig.seed)
     simulate_cmd.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     broker_cmd = commands.add_parser("broker", help="run the embedded Kafka-protocol broker")
     broker_cmd.add_argument("action", choices=("start", "stop", "status"))
-    broker_cmd.add_argument("--port", type=_positive, default=9092)
+    broker_cmd.add_argument("--port", type=positive_int, default=9092)
     services_cmd = commands.add_parser("services", help="run the real-time services in the background")
     services_cmd.add_argument("action", choices=("start", "stop", "status"))
     services_cmd.add_argument("--rate", type=float, default=20, help="transactions per second from the gateway")

@@ -32,6 +32,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
+from mlops_assets.arguments import positive_float, positive_int
 from mlops_assets.resources.kafka import FRAUD_LABELS_TOPIC, KafkaResource
 from mlops_assets.services.ingestion import frame_to_payloads
 from mlops_assets.services.simulator import SimulationConfig, simulate
@@ -195,38 +196,24 @@ class StreamingGateway:
 # --- Command line --------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mlops_assets.services.gateway", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--url", required=True, help="ingestion service, e.g. http://127.0.0.1:8081")
-    parser.add_argument("--rate", type=_positive_float, required=True, help="transactions per second")
-    parser.add_argument("--customers", type=_positive_int, default=SimulationConfig.customers)
-    parser.add_argument("--terminals", type=_positive_int, default=SimulationConfig.terminals)
-    parser.add_argument("--days", type=_positive_int, default=SimulationConfig.days)
+    parser.add_argument("--rate", type=positive_float, required=True, help="transactions per second")
+    parser.add_argument("--customers", type=positive_int, default=SimulationConfig.customers)
+    parser.add_argument("--terminals", type=positive_int, default=SimulationConfig.terminals)
+    parser.add_argument("--days", type=positive_int, default=SimulationConfig.days)
     parser.add_argument("--seed", type=int, default=SimulationConfig.seed)
     parser.add_argument("--start", type=datetime.date.fromisoformat, default=SimulationConfig.start,
                         help="first simulated day, YYYY-MM-DD (the same seed keeps the same customers and terminals)")
     parser.add_argument("--id-prefix", default="",
                         help="prefix of the streamed transaction ids, so they cannot collide with a loaded data set's")
-    parser.add_argument("--limit", type=_positive_int, help="stream only the first N transactions")
-    parser.add_argument("--time-scale", type=_positive_float, help="simulated seconds per second (pace by event time)")
+    parser.add_argument("--limit", type=positive_int, help="stream only the first N transactions")
+    parser.add_argument("--time-scale", type=positive_float, help="simulated seconds per second (pace by event time)")
     parser.add_argument("--emit-remaining-labels", action="store_true", help="at the end, emit labels not yet due")
-    parser.add_argument("--kafka-timeout", type=_positive_float, default=10.0, help="seconds to wait for Kafka")
+    parser.add_argument("--kafka-timeout", type=positive_float, default=10.0, help="seconds to wait for Kafka")
     return parser
 
 

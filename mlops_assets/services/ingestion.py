@@ -41,6 +41,7 @@ from kafka.producer.future import FutureRecordMetadata
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from mlops_assets.arguments import port, positive_float
 from mlops_assets.resources.kafka import TRANSACTIONS_TOPIC, KafkaResource
 from mlops_assets.services.consumer import ServiceMetrics, dead_letter
 
@@ -490,20 +491,6 @@ def replay_file(service: IngestionService, path: Path | str) -> ReplayCounts:
 # --- Command line --------------------------------------------------------------------------
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
-
-
 def _replay_path(text: str) -> Path:
     path = Path(text)
     if path.suffix.lower() not in REPLAY_FORMATS:
@@ -516,15 +503,15 @@ def _replay_path(text: str) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--kafka-timeout", type=_seconds, default=10.0, help="seconds to wait for Kafka (connect, acknowledge)"
+        "--kafka-timeout", type=positive_float, default=10.0, help="seconds to wait for Kafka (connect, acknowledge)"
     )
     parser = argparse.ArgumentParser(
         prog="python -m mlops_assets.services.ingestion", description=__doc__.split("\n\n")[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API on 127.0.0.1")
-    serve.add_argument("--port", type=_port, default=8081)
-    serve.add_argument("--metrics-port", type=_port, default=0, help="also serve metrics on this port (0: no)")
+    serve.add_argument("--port", type=port, default=8081)
+    serve.add_argument("--metrics-port", type=port, default=0, help="also serve metrics on this port (0: no)")
     replay = commands.add_parser("replay", parents=[common], help="ingest a file of transactions")
     replay.add_argument("--file", type=_replay_path, required=True, help=f"{', '.join(REPLAY_FORMATS)} file")
     return parser
