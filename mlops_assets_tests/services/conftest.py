@@ -1,10 +1,7 @@
 """Fixtures of the real-time services' tests: a champion model in a real MLflow registry, and
 a warehouse holding the history before a cut with the transactions after it to stream."""
-import mlflow
-import numpy as np
 import pandas as pd
 import pytest
-from catboost import CatBoostClassifier
 
 from mlops_assets.contracts import CONTRACTS
 from mlops_assets.features.offline import (
@@ -13,27 +10,10 @@ from mlops_assets.features.offline import (
     label_group_sql,
 )
 from mlops_assets.ingestion import load_file
-from mlops_assets.models.registry import CHAMPION, ModelRegistry
-from mlops_assets.resources.mlflow import ensure_experiment
 from mlops_assets.resources.warehouse import WarehouseResource
+from mlops_assets_tests.helpers import register_champion
 
 CUT_SHARE = 0.8  # the services' history ends here; what follows is streamed
-
-
-def register_champion(tracking_uri: str, view, seed: int = 0) -> str:
-    """Registers a small CatBoost model (its quality does not matter here) and makes it the
-    champion; returns its version."""
-    experiment = ensure_experiment(tracking_uri, "tests", tracking_uri.replace("sqlite:///", "file://") + "-artifacts")
-    mlflow.set_tracking_uri(tracking_uri)
-    rng = np.random.default_rng(seed)
-    features = rng.random((400, len(view.feature_names)))
-    model = CatBoostClassifier(iterations=20, random_seed=seed, verbose=False, allow_writing_files=False)
-    model.fit(features, (features[:, 0] > 0.9).astype(int))
-    registry = ModelRegistry(tracking_uri, "fraud_detector")
-    with mlflow.start_run(experiment_id=experiment):
-        version = str(registry.register(model, view, tags={}).version)
-    registry.set_alias(CHAMPION, version)
-    return version
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from mlops_assets.resources.kafka import (
     TRANSACTIONS_TOPIC,
 )
 from mlops_assets.services.scoring import build_service
-from mlops_assets_tests.services.conftest import register_champion
+from mlops_assets_tests.helpers import register_champion
 
 
 def _produce(kafka, frame: pd.DataFrame, extra: list[bytes] = ()) -> None:
