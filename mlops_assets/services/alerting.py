@@ -35,7 +35,7 @@ from mlops_assets.services.consumer import (
     ServiceMetrics,
     configure_logging,
 )
-from mlops_assets.services.updater import MalformedScore, parse_score
+from mlops_assets.services.score_messages import MalformedScore, parse_score
 
 log = logging.getLogger(__name__)
 

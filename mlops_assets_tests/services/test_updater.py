@@ -21,12 +21,11 @@ from mlops_assets.resources.kafka import (
     KafkaResource,
 )
 from mlops_assets.services.consumer import BatchConsumerService, ServiceMetrics
+from mlops_assets.services.score_messages import MalformedScore, parse_score
 from mlops_assets.services.updater import (
-    MalformedScore,
     StatusServer,
     TransactionStatusStore,
     TransactionUpdaterService,
-    parse_score,
 )
 from mlops_assets_tests.helpers import free_port, wait_until
 
