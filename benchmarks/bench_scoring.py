@@ -49,6 +49,7 @@ from mlops_assets.resources.kafka import (  # noqa: E402
 from mlops_assets.resources.mlflow import ensure_experiment  # noqa: E402
 from mlops_assets.resources.warehouse import WarehouseResource  # noqa: E402
 from mlops_assets.services.consumer import BatchConsumerService, ServiceMetrics  # noqa: E402
+from mlops_assets.services.ingestion import frame_to_payloads  # noqa: E402
 from mlops_assets.services.local_broker import LocalBroker  # noqa: E402
 from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset  # noqa: E402
 from mlops_assets.settings import MODEL_FEATURE_VIEW, feature_definitions_dir  # noqa: E402
@@ -104,23 +105,15 @@ def prepare(scratch: Path) -> tuple[Path, str, pd.DataFrame]:
     return warehouse, tracking_uri, transactions[transactions["event_time"] >= cut].reset_index(drop=True)
 
 
-def _message(row) -> bytes:
-    return json.dumps({
-        "transaction_id": row.transaction_id, "event_time": row.event_time.isoformat() + "Z",
-        "customer_id": row.customer_id, "terminal_id": row.terminal_id,
-        "amount": float(row.amount), "currency": row.currency,
-    }).encode()
-
-
 def produce(kafka: KafkaResource, frame: pd.DataFrame, rate: float | None = None) -> None:
     producer = kafka.producer(linger_ms=1)
     started = time.perf_counter()
-    for index, row in enumerate(frame.itertuples(index=False)):
+    for index, message in enumerate(frame_to_payloads(frame)):
         if rate:
             pause = started + index / rate - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
-        producer.send(TRANSACTIONS_TOPIC, key=row.customer_id.encode(), value=_message(row))
+        producer.send(TRANSACTIONS_TOPIC, key=message["customer_id"].encode(), value=json.dumps(message).encode())
     producer.flush()
     producer.close()
 

@@ -16,6 +16,7 @@ from mlops_assets.contracts import FRAUD_SCORES, TRANSACTIONS
 from mlops_assets.resources.kafka import DEAD_LETTER_TOPIC, FRAUD_SCORES_TOPIC
 from mlops_assets.resources.mlflow import ModelRegistryResource
 from mlops_assets.sensors.kafka_sensors import build_kafka_sensor
+from mlops_assets.services.ingestion import frame_to_payloads
 from mlops_assets.services.processes import BackgroundProcess
 from mlops_assets_tests.helpers import free_port, wait_until
 from mlops_assets_tests.services.test_alerting import sms_provider  # noqa: F401  (fixture)
@@ -72,12 +73,8 @@ def _read_all(kafka, topic: str) -> list[dict]:
 
 
 def _payloads(frame) -> list[dict]:
-    return [
-        {"transaction_id": row.transaction_id, "event_time": row.event_time.isoformat() + "Z",
-         "customer_id": row.customer_id, "terminal_id": row.terminal_id,
-         "amount": float(row.amount), "currency": row.currency, "card_number": "4111111111111111"}
-        for row in frame.itertuples(index=False)
-    ]
+    """The transactions as a payment gateway posts them, each with a raw card number."""
+    return frame_to_payloads(frame.assign(card_number="4111111111111111"))
 
 
 def test_posted_transactions_become_scores_statuses_alerts_and_warehouse_rows(

@@ -13,6 +13,7 @@ from mlops_assets.resources.kafka import (
     FRAUD_SCORES_TOPIC,
     TRANSACTIONS_TOPIC,
 )
+from mlops_assets.services.ingestion import frame_to_payloads
 from mlops_assets.services.scoring import build_service
 from mlops_assets_tests.helpers import register_champion
 
@@ -22,12 +23,7 @@ def _produce(kafka, frame: pd.DataFrame, extra: list[bytes] = ()) -> None:
     partition by partition, out of time order across them, which terminal features (history
     across customers) cannot be exact about; at live rates partitions advance in step."""
     producer = kafka.producer(linger_ms=5)
-    for row in frame.itertuples(index=False):
-        message = {
-            "transaction_id": row.transaction_id, "event_time": row.event_time.isoformat() + "Z",
-            "customer_id": row.customer_id, "terminal_id": row.terminal_id,
-            "amount": float(row.amount), "currency": row.currency,
-        }
+    for message in frame_to_payloads(frame):
         producer.send(TRANSACTIONS_TOPIC, key=b"backlog", value=json.dumps(message).encode())
     for value in extra:
         producer.send(TRANSACTIONS_TOPIC, key=b"bad", value=value)
