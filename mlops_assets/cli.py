@@ -2,9 +2,11 @@
 
     mlops-assets simulate --out DIR [--customers N --terminals N --days N --start YYYY-MM-DD
                                      --seed N --format parquet|csv]
+                                    [--drift spending_shift|new_fraud_pattern --drift-start YYYY-MM-DD]
 
 writes a simulated data set (transactions, fraud labels, customer and terminal profiles) that
-the raw assets can load through their `path` run config.
+the raw assets can load through their `path` run config. `--drift` changes the world from
+`--drift-start` on (see `DRIFTS` in the simulator), to show drift monitoring and retraining.
 
     mlops-assets broker start|stop|status [--port 9092]
 
@@ -30,7 +32,7 @@ from mlops_assets.arguments import positive_int
 from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.services.local_broker import BrokerError, LocalBroker
 from mlops_assets.services.processes import BackgroundProcess
-from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset
+from mlops_assets.services.simulator import DRIFTS, SimulationConfig, simulate, write_dataset
 from mlops_assets.settings import data_dir
 
 
@@ -52,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_cmd.add_argument("--start", type=_date, default=SimulationConfig.start, help="first day, YYYY-MM-DD")
     simulate_cmd.add_argument("--seed", type=int, default=SimulationConfig.seed)
     simulate_cmd.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    simulate_cmd.add_argument("--drift", choices=DRIFTS, help="how the world changes from --drift-start on")
+    simulate_cmd.add_argument("--drift-start", type=_date, help="first day of the changed world, YYYY-MM-DD")
     broker_cmd = commands.add_parser("broker", help="run the embedded Kafka-protocol broker")
     broker_cmd.add_argument("action", choices=("start", "stop", "status"))
     broker_cmd.add_argument("--port", type=positive_int, default=9092)
@@ -68,6 +72,8 @@ def _simulate(args: argparse.Namespace) -> None:
         days=args.days,
         start=args.start,
         seed=args.seed,
+        drift=args.drift,
+        drift_start=args.drift_start,
     )
     started = time.perf_counter()
     dataset = simulate(config, progress=lambda line: print(line, file=sys.stderr, flush=True))

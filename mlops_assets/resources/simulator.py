@@ -21,6 +21,12 @@ class SimulatorResource(ConfigurableResource):
         default=SimulationConfig.start.isoformat(), description="First simulated day (UTC), YYYY-MM-DD."
     )
     seed: int = Field(default=SimulationConfig.seed, description="Random seed: the same seed gives the same data.")
+    drift: str | None = Field(
+        default=None,
+        description="How the simulated world changes from drift_start on: spending_shift or new_fraud_pattern. "
+        "Empty: no change.",
+    )
+    drift_start: str | None = Field(default=None, description="First day of the changed world, YYYY-MM-DD.")
     cache_dir: str | None = Field(
         default=None,
         description="Where generated data sets are kept; empty: `simulated/` in the data directory.",
@@ -33,6 +39,8 @@ class SimulatorResource(ConfigurableResource):
             days=self.days,
             start=datetime.date.fromisoformat(self.start_date),
             seed=self.seed,
+            drift=self.drift,
+            drift_start=datetime.date.fromisoformat(self.drift_start) if self.drift_start else None,
         )
 
     def dataset_files(self, progress: Callable[[str], None]) -> dict[str, Path]:
@@ -41,6 +49,7 @@ class SimulatorResource(ConfigurableResource):
         target = Path(self.cache_dir or data_dir() / "simulated") / (
             f"seed{config.seed}_{config.customers}c_{config.terminals}t_"
             f"{config.days}d_{config.start.isoformat()}"
+            + (f"_{config.drift}_{config.drift_start.isoformat()}" if config.drift else "")
         )
         files = {
             name: target / f"{name}.parquet"

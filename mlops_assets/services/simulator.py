@@ -28,7 +28,14 @@ The model, in the order the simulation builds it:
      within an hour of a genuine payment near home.
    Event rates are per terminal-month, customer-day or transaction, so the
    overall fraud rate (about 0.5 %) does not depend on the size of the run.
-6. Labels. Every fraudulent transaction is eventually reported (is_fraud=1)
+6. Drift, on demand (``SimulationConfig.drift``): from ``drift_start`` on the world
+   changes. ``spending_shift``: customers pay 60 % more per payment and make 50 %
+   more payments; ``new_fraud_pattern``: account takeover, a fraudster who has
+   the customer's credentials pays 2-5x the usual amount at the customer's own
+   usual terminals, at any hour, for 1-3 days. Drift draws from a random
+   generator of its own, so everything before ``drift_start`` is exactly the
+   data of the same configuration without drift: a control.
+7. Labels. Every fraudulent transaction is eventually reported (is_fraud=1)
    after a lognormal delay (median one week, clipped to 1-60 days). A few
    genuine transactions are disputed and cleared (is_fraud=0). Reports can
    arrive after the simulated period, as they would in reality.
@@ -50,13 +57,20 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-__all__ = ["FRAUD_SCENARIOS", "SimulatedDataset", "SimulationConfig", "simulate", "write_dataset"]
+__all__ = [
+    "DRIFTS", "DRIFT_FRAUD_SCENARIO", "FRAUD_SCENARIOS", "SimulatedDataset", "SimulationConfig", "simulate",
+    "write_dataset",
+]
 
 FRAUD_SCENARIOS = ("compromised_terminal", "stolen_card", "card_testing", "impossible_travel")
+DRIFT_FRAUD_SCENARIO = "account_takeover"  # appears only with the new_fraud_pattern drift
+DRIFTS = ("spending_shift", "new_fraud_pattern")
 
-# Scenario codes inside the simulation: 0 is genuine, i + 1 is FRAUD_SCENARIOS[i].
+# Scenario codes inside the simulation: 0 is genuine, i + 1 is FRAUD_SCENARIOS[i], then drift's.
 _GENUINE = 0
 _COMPROMISED_TERMINAL, _STOLEN_CARD, _CARD_TESTING, _IMPOSSIBLE_TRAVEL = 1, 2, 3, 4
+_ACCOUNT_TAKEOVER = 5
+_SCENARIO_NAMES = ("genuine", *FRAUD_SCENARIOS, DRIFT_FRAUD_SCENARIO)
 
 _SECOND_US = 1_000_000
 _MINUTE_US = 60 * _SECOND_US
@@ -142,6 +156,11 @@ _IMPOSSIBLE_TRAVEL_MIN_KM = 300.0
 # Share of genuine transactions disputed by the customer and then cleared.
 _CLEARED_DISPUTE_RATE = 0.001
 
+# Drift: the spending shift's factors, and how often accounts are taken over.
+_SHIFTED_AMOUNT_FACTOR = 1.6
+_SHIFTED_EXTRA_PAYMENTS = 0.5
+_TAKEOVERS_PER_CUSTOMER_DAY = 0.001
+
 
 # --- Public API --------------------------------------------------------------
 
@@ -160,12 +179,22 @@ class SimulationConfig:
     """First simulated day; transactions fall in [start, start + days)."""
     seed: int = 42
     """Seed of the random generator; another seed gives another dataset."""
+    drift: str | None = None
+    """How the world changes at ``drift_start``: one of ``DRIFTS``, or None for no change."""
+    drift_start: datetime.date | None = None
+    """First day of the changed world; required with ``drift``."""
 
     def __post_init__(self) -> None:
         for field in ("customers", "terminals", "days"):
             value = getattr(self, field)
             if value < 1:
                 raise ValueError(f"{field} must be at least 1, got {value}")
+        if self.drift is not None and self.drift not in DRIFTS:
+            raise ValueError(f"drift must be one of {DRIFTS}, got {self.drift!r}")
+        if (self.drift is None) != (self.drift_start is None):
+            raise ValueError("drift and drift_start go together: set both or neither")
+        if self.drift_start is not None and not self.start < self.drift_start < self.start + datetime.timedelta(self.days):
+            raise ValueError(f"drift_start {self.drift_start} must fall inside the simulated period, after its first day")
 
 
 @dataclass
@@ -207,9 +236,14 @@ def simulate(config: SimulationConfig, progress: _Progress | None = None) -> Sim
     testing = _card_testing(rng, period, customers, terminals)
     transactions = _Transactions.concat([genuine, travel, stolen, testing])
     transactions = transactions.within(period).sorted_by_time()
-    report(_fraud_summary(transactions))
-
     labels = _fraud_labels(rng, transactions)
+    if config.drift is not None:
+        drift_rng = np.random.default_rng([config.seed, 1])  # leaves the undrifted stream as it was
+        changes_us = int(np.datetime64(config.drift_start, "us").astype(np.int64))
+        changed = _PERIOD_AFTER[config.drift](drift_rng, transactions, changes_us, period, customers, terminals)
+        transactions, labels = _merge(transactions, labels, changed, _fraud_labels(drift_rng, changed))
+        report(f"drift: {config.drift} from {config.drift_start} ({changed.size:,} transactions added)")
+    report(_fraud_summary(transactions))
     cleared = int((labels.is_fraud == 0).sum())
     report(f"labels: {len(labels.transaction):,} reports ({cleared:,} cleared disputes)")
     return _build_dataset(transactions, labels, customers, terminals)
@@ -590,6 +624,71 @@ def _card_testing(
     return _Transactions.concat([small, large])
 
 
+def _spending_shift(
+    rng: np.random.Generator,
+    tx: _Transactions,
+    changes_us: int,
+    period: _Period,
+    customers: _Customers,
+    terminals: _Terminals,
+) -> _Transactions:
+    """From `changes_us` on, genuine payments cost more (in place) and there are more of them
+    (returned): extra payments by the same customers at the same terminals, hours later."""
+    after = (tx.time_us >= changes_us) & (tx.scenario == _GENUINE)
+    tx.amount[after] = _cents(tx.amount[after] * _SHIFTED_AMOUNT_FACTOR)
+    chosen = np.flatnonzero(after)[rng.random(int(after.sum())) < _SHIFTED_EXTRA_PAYMENTS]
+    customer, terminal = tx.customer[chosen], tx.terminal[chosen]
+    time_us = tx.time_us[chosen] + rng.integers(1 * _HOUR_US, 12 * _HOUR_US, len(chosen))
+    amount = _cents(_everyday_amounts(rng, customers, terminals, customer, terminal) * _SHIFTED_AMOUNT_FACTOR)
+    return _Transactions(time_us, customer, terminal, amount, np.zeros(len(chosen), np.int8)).within(period)
+
+
+def _account_takeovers(
+    rng: np.random.Generator,
+    tx: _Transactions,
+    changes_us: int,
+    period: _Period,
+    customers: _Customers,
+    terminals: _Terminals,
+) -> _Transactions:
+    """From `changes_us` on, fraudsters with stolen credentials pay 2-5x the usual amount at
+    the customer's own usual terminals, at any hour, for 1-3 days: a pattern the model has
+    never seen, hidden from the terminal and location features."""
+    days_left = (period.end_us - changes_us) / _DAY_US
+    n_takeovers = rng.poisson(_TAKEOVERS_PER_CUSTOMER_DAY * customers.size * days_left)
+    victim = rng.integers(0, customers.size, n_takeovers)
+    taken_at = changes_us + rng.integers(0, period.end_us - changes_us, n_takeovers)
+    duration_us = rng.integers(1, 4, n_takeovers) * _DAY_US
+    payments = rng.integers(2, 7, n_takeovers)
+
+    takeover = np.repeat(np.arange(n_takeovers), payments)
+    customer = victim[takeover]
+    time_us = taken_at[takeover] + (rng.random(len(takeover)) * duration_us[takeover]).astype(np.int64)
+    usual = customers.usual_terminals[customer]
+    terminal = usual[np.arange(len(customer)), rng.integers(0, usual.shape[1], len(customer))]
+    amount = _cents(customers.mean_amount[customer] * rng.uniform(2.0, 5.0, len(customer)))
+    scenario = np.full(len(customer), _ACCOUNT_TAKEOVER, np.int8)
+    return _Transactions(time_us, customer, terminal, amount, scenario).within(period)
+
+
+_PERIOD_AFTER = {"spending_shift": _spending_shift, "new_fraud_pattern": _account_takeovers}
+
+
+def _merge(
+    tx: _Transactions, labels: _Labels, added: _Transactions, added_labels: _Labels
+) -> tuple[_Transactions, _Labels]:
+    """Both sets of transactions in time order, their labels re-pointed and in arrival order."""
+    both = _Transactions.concat([tx, added])
+    order = np.argsort(both.time_us, kind="stable")
+    position = np.empty(both.size, np.int64)
+    position[order] = np.arange(both.size)
+    transaction = np.concatenate([position[labels.transaction], position[tx.size + added_labels.transaction]])
+    is_fraud = np.concatenate([labels.is_fraud, added_labels.is_fraud])
+    reported_us = np.concatenate([labels.reported_us, added_labels.reported_us])
+    arrival = np.lexsort((transaction, reported_us))
+    return both.take(order), _Labels(transaction[arrival], is_fraud[arrival], reported_us[arrival])
+
+
 def _cumsum_per_group(values: np.ndarray, group_sizes: np.ndarray) -> np.ndarray:
     """Running sum of ``values`` restarting at each group (groups are consecutive)."""
     running = np.cumsum(values)
@@ -627,9 +726,9 @@ def _fraud_labels(rng: np.random.Generator, tx: _Transactions) -> _Labels:
 
 
 def _fraud_summary(tx: _Transactions) -> str:
-    per_scenario = np.bincount(tx.scenario, minlength=len(FRAUD_SCENARIOS) + 1)[1:]
+    per_scenario = np.bincount(tx.scenario, minlength=len(_SCENARIO_NAMES))[1:]
     n_fraud = int(per_scenario.sum())
-    details = ", ".join(f"{name} {count:,}" for name, count in zip(FRAUD_SCENARIOS, per_scenario))
+    details = ", ".join(f"{name} {count:,}" for name, count in zip(_SCENARIO_NAMES[1:], per_scenario) if count)
     return f"fraud: {n_fraud:,} fraudulent transactions ({100 * n_fraud / max(tx.size, 1):.2f} %): {details}"
 
 
@@ -649,7 +748,7 @@ def _build_dataset(
     customer_ids = _format_ids("cust", customers.size, 5)
     terminal_ids = _format_ids("term", terminals.size, 5)
     currencies = np.array(_CURRENCIES, dtype=object)
-    scenario_names = np.array(("genuine",) + FRAUD_SCENARIOS, dtype=object)
+    scenario_names = np.array(_SCENARIO_NAMES, dtype=object)
     fraud = np.flatnonzero(tx.scenario != _GENUINE)
 
     return SimulatedDataset(
