@@ -18,10 +18,14 @@ def test_code_location_has_the_whole_graph():
         "transaction_features", "customer_behaviour", "terminal_behaviour",
         "transaction_labels", "fraud_feature_view",
         "training_data", "fraud_model", "champion_model", "fraud_scores",
+        "feature_drift_report", "prediction_drift_report", "champion_performance",
     }
     view = defs.resolve_assets_def("fraud_feature_view")
     upstream = {key.to_user_string() for key in view.dependency_keys}
     assert {"transaction_features", "customer_behaviour", "terminal_behaviour", "transaction_labels"} <= upstream
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"monitoring", "retraining"}
+    assert {schedule.name for schedule in defs.schedules} == {"daily_monitoring"}
+    assert {"monitor_new_transactions", "retrain_on_failed_monitoring"} <= {sensor.name for sensor in defs.sensors}
 
 
 def test_dagster_definitions_validate_passes_from_the_repository_root(tmp_path):
