@@ -114,6 +114,7 @@ def build_feature_drift_asset(view: FeatureView) -> AssetsDefinition:
         deps=[view.name, "champion_model"],
         group_name="monitoring",
         kinds={"evidently"},
+        pool="warehouse",
         check_specs=[
             AssetCheckSpec(
                 NO_FEATURE_DRIFT,
@@ -187,6 +188,7 @@ def build_prediction_drift_asset(view: FeatureView) -> AssetsDefinition:
         deps=["fraud_scores", "champion_model", view.name],
         group_name="monitoring",
         kinds={"evidently"},
+        pool="warehouse",
         check_specs=[
             AssetCheckSpec(
                 NO_PREDICTION_DRIFT,
@@ -272,6 +274,7 @@ def build_performance_asset(view: FeatureView) -> AssetsDefinition:
         deps=[view.name, "champion_model"],
         group_name="monitoring",
         kinds={"catboost"},
+        pool="warehouse",
         check_specs=[
             AssetCheckSpec(
                 NO_PERFORMANCE_DROP,

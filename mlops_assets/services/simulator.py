@@ -31,8 +31,9 @@ The model, in the order the simulation builds it:
 6. Drift, on demand (``SimulationConfig.drift``): from ``drift_start`` on the world
    changes. ``spending_shift``: customers pay 60 % more per payment and make 50 %
    more payments; ``new_fraud_pattern``: account takeover, a fraudster who has
-   the customer's credentials pays 2-5x the usual amount at the customer's own
-   usual terminals, at any hour, for 1-3 days. Drift draws from a random
+   the customer's credentials pays 1-2x the usual amount at the customer's own
+   usual terminals, at any hour, for 1-3 days: nothing like the four everyday
+   scenarios, so a model trained before it misses it. Drift draws from a random
    generator of its own, so everything before ``drift_start`` is exactly the
    data of the same configuration without drift: a control.
 7. Labels. Every fraudulent transaction is eventually reported (is_fraud=1)
@@ -159,7 +160,7 @@ _CLEARED_DISPUTE_RATE = 0.001
 # Drift: the spending shift's factors, and how often accounts are taken over.
 _SHIFTED_AMOUNT_FACTOR = 1.6
 _SHIFTED_EXTRA_PAYMENTS = 0.5
-_TAKEOVERS_PER_CUSTOMER_DAY = 0.001
+_TAKEOVERS_PER_CUSTOMER_DAY = 0.002
 
 
 # --- Public API --------------------------------------------------------------
@@ -437,8 +438,6 @@ def _genuine_transactions(
 ) -> _Transactions:
     """Everyday payments, generated a few days at a time to report progress."""
     usual = customers.usual_terminals
-    rank_weights = _RANK_WEIGHTS[: usual.shape[1]]
-    rank_p = rank_weights / rank_weights.sum()
     chunk_days = math.ceil(period.days / 5)  # five progress reports
     parts, total = [], 0
     for first_day in range(0, period.days, chunk_days):
@@ -451,13 +450,20 @@ def _genuine_transactions(
 
         hour = rng.choice(24, size=n, p=_HOURLY_P)
         time_us = period.start_us + day * _DAY_US + hour * _HOUR_US + rng.integers(0, _HOUR_US, n)
-        terminal = usual[customer, rng.choice(usual.shape[1], size=n, p=rank_p)]
+        terminal = _usual_terminal_of(rng, customers, customer)
         amount = _everyday_amounts(rng, customers, terminals, customer, terminal)
         parts.append(_Transactions(time_us, customer, terminal, amount, np.zeros(n, np.int8)))
 
         total += n
         report(f"transactions: day {days[-1] + 1}/{period.days} ({total:,} so far)")
     return _Transactions.concat(parts)
+
+
+def _usual_terminal_of(rng: np.random.Generator, customers: _Customers, customer: np.ndarray) -> np.ndarray:
+    """One of each customer's usual terminals, the nearer ones likelier."""
+    usual = customers.usual_terminals
+    rank_weights = _RANK_WEIGHTS[: usual.shape[1]]
+    return usual[customer, rng.choice(usual.shape[1], size=len(customer), p=rank_weights / rank_weights.sum())]
 
 
 def _everyday_amounts(
@@ -651,7 +657,7 @@ def _account_takeovers(
     customers: _Customers,
     terminals: _Terminals,
 ) -> _Transactions:
-    """From `changes_us` on, fraudsters with stolen credentials pay 2-5x the usual amount at
+    """From `changes_us` on, fraudsters with stolen credentials pay 1-2x the usual amount at
     the customer's own usual terminals, at any hour, for 1-3 days: a pattern the model has
     never seen, hidden from the terminal and location features."""
     days_left = (period.end_us - changes_us) / _DAY_US
@@ -664,9 +670,8 @@ def _account_takeovers(
     takeover = np.repeat(np.arange(n_takeovers), payments)
     customer = victim[takeover]
     time_us = taken_at[takeover] + (rng.random(len(takeover)) * duration_us[takeover]).astype(np.int64)
-    usual = customers.usual_terminals[customer]
-    terminal = usual[np.arange(len(customer)), rng.integers(0, usual.shape[1], len(customer))]
-    amount = _cents(customers.mean_amount[customer] * rng.uniform(2.0, 5.0, len(customer)))
+    terminal = _usual_terminal_of(rng, customers, customer)
+    amount = _cents(customers.mean_amount[customer] * rng.uniform(1.0, 2.0, len(customer)))
     scenario = np.full(len(customer), _ACCOUNT_TAKEOVER, np.int8)
     return _Transactions(time_us, customer, terminal, amount, scenario).within(period)
 

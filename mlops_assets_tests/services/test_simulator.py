@@ -1,10 +1,15 @@
 """Tests of the payment-gateway simulator, on small real simulations."""
 
+import dataclasses
+import datetime
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from mlops_assets.services.simulator import (
+    DRIFT_FRAUD_SCENARIO,
+    DRIFTS,
     FRAUD_SCENARIOS,
     SimulatedDataset,
     SimulationConfig,
@@ -287,3 +292,67 @@ def test_write_dataset_round_trips(small, tmp_path, file_format):
 def test_write_dataset_rejects_unknown_format(small, tmp_path):
     with pytest.raises(ValueError, match="file_format"):
         write_dataset(small, tmp_path, file_format="xlsx")
+
+
+# --- Drift on demand -----------------------------------------------------------
+
+DRIFT_START = datetime.date(2026, 1, 8)
+
+
+def _drifted(drift: str) -> SimulatedDataset:
+    return simulate(dataclasses.replace(SMALL, drift=drift, drift_start=DRIFT_START))
+
+
+def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    before = frame["event_time"] < pd.Timestamp(DRIFT_START)
+    return frame[before], frame[~before]
+
+
+@pytest.mark.parametrize("drift", DRIFTS)
+def test_drift_leaves_the_days_before_it_exactly_as_without_drift(small, drift):
+    drifted = _drifted(drift)
+    before, _ = _split(drifted.transactions)
+    pd.testing.assert_frame_equal(before, _split(small.transactions)[0])
+    labels_before = drifted.fraud_labels[drifted.fraud_labels["transaction_id"].isin(before["transaction_id"])]
+    expected = small.fraud_labels[small.fraud_labels["transaction_id"].isin(before["transaction_id"])]
+    pd.testing.assert_frame_equal(labels_before.reset_index(drop=True), expected.reset_index(drop=True))
+    assert drifted.transactions["transaction_id"].is_unique
+    assert drifted.transactions["event_time"].is_monotonic_increasing
+
+
+def test_spending_shift_makes_payments_bigger_and_more_frequent(small):
+    _, after = _split(_drifted("spending_shift").transactions)
+    _, baseline = _split(small.transactions)
+    assert after["amount"].median() > 1.4 * baseline["amount"].median()
+    assert len(after) > 1.3 * len(baseline)
+
+
+def test_new_fraud_pattern_is_account_takeover_at_usual_terminals_after_the_date(small):
+    drifted = _drifted("new_fraud_pattern")
+    tx = _with_truth(drifted)
+    takeovers = tx[tx["scenario"] == DRIFT_FRAUD_SCENARIO]
+    assert len(takeovers) > 0 and (takeovers["event_time"] >= pd.Timestamp(DRIFT_START)).all()
+    assert set(small.fraud_truth["scenario"]) <= set(FRAUD_SCENARIOS)  # never without the option
+    genuine = tx[tx["scenario"] == "genuine"]
+    usual = set(zip(genuine["customer_id"], genuine["terminal_id"]))
+    at_usual = [pair in usual for pair in zip(takeovers["customer_id"], takeovers["terminal_id"])]
+    assert np.mean(at_usual) > 0.8  # hidden from the terminal features
+    typical = genuine.groupby("customer_id")["amount"].median()
+    ratio = takeovers["amount"].to_numpy() / typical.loc[takeovers["customer_id"]].to_numpy()
+    assert 0.8 < np.median(ratio) < 3  # ordinary-looking amounts, unlike a stolen card's
+    reported = drifted.fraud_labels.set_index("transaction_id").loc[takeovers["transaction_id"]]
+    assert (reported["is_fraud"] == 1).all()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"drift": "meteor"}, "drift must be one of"),
+        ({"drift": "spending_shift"}, "set both or neither"),
+        ({"drift_start": DRIFT_START}, "set both or neither"),
+        ({"drift": "spending_shift", "drift_start": datetime.date(2027, 1, 1)}, "inside the simulated period"),
+    ],
+)
+def test_invalid_drift_options_say_what_to_fix(options, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(SMALL, **options)
