@@ -108,8 +108,13 @@ def test_drift_fails_a_check_and_the_sensor_retrains_and_the_gate_decides(platfo
         assert registry.version_with_alias(CHAMPION) == expected_champion
 
         # The same failed check is acted on once.
-        requests, skip, _ = _tick(retrain_on_failed_monitoring, instance, defs, cursor)
+        requests, skip, cursor = _tick(retrain_on_failed_monitoring, instance, defs, cursor)
         assert requests == [] and "no new monitoring check results" in skip
+        # The drift is still there at the next monitoring run, but a retraining just happened.
+        again = defs.resolve_job_def("monitoring").execute_in_process(instance=instance)
+        assert _checks(again)["no_feature_drift"] is False
+        requests, skip, _ = _tick(retrain_on_failed_monitoring, instance, defs, cursor)
+        assert requests == [] and f"retraining run {retraining.run_id} started less than" in skip
 
 
 def test_without_drift_every_check_passes_and_nothing_is_retrained(platform_resources, data_dir):
