@@ -104,13 +104,27 @@ def _drift_metadata(result: DriftResult, path) -> dict:
 
 def _sample(con, sql: str, parameters: dict, rows: int) -> pd.DataFrame:
     """At most `rows` rows of a query, sampled reproducibly."""
-    return con.execute(f"SELECT * FROM ({sql}) USING SAMPLE reservoir({int(rows)} ROWS) REPEATABLE (42)", parameters).df()
+    sampled = f"SELECT * FROM ({sql}) USING SAMPLE reservoir({int(rows)} ROWS) REPEATABLE (42)"
+    return con.execute(sampled, parameters).df()
+
+
+def _in_window(columns: str, table: str) -> str:
+    """A query of `columns` for the rows of `table` with event times in `[$start, $end)`."""
+    return f"SELECT {columns} FROM {table} WHERE event_time >= $start::TIMESTAMP AND event_time < $end::TIMESTAMP"
+
+
+def _data_clock(con, view: FeatureView) -> dt.datetime:
+    """Now, as the data knows it: the latest transaction in the feature view."""
+    now = con.execute(f"SELECT max(event_time) FROM {view.table}").fetchone()[0]
+    if now is None:
+        raise Failure(description=f"{view.table} is empty: materialize {view.name} first")
+    return now
 
 
 def build_feature_drift_asset(view: FeatureView) -> AssetsDefinition:
     @asset(
         name="feature_drift_report",
-        description="Evidently data drift of the feature view's most recent days against the champion's training data.",
+        description="Evidently data drift of the feature view's latest days against the champion's training data.",
         deps=[view.name, "champion_model"],
         group_name="monitoring",
         kinds={"evidently"},
@@ -132,7 +146,7 @@ def build_feature_drift_asset(view: FeatureView) -> AssetsDefinition:
         model, tags = _champion(model_registry.registry(), view)
         features = ", ".join(view.feature_names)
         with warehouse.connect() as con:
-            now = con.execute(f"SELECT max(event_time) FROM {view.table}").fetchone()[0]
+            now = _data_clock(con, view)
             current_start = now - dt.timedelta(days=config.current_days)
             current = _sample(
                 con, f"SELECT {features} FROM {view.table} WHERE event_time > $start", {"start": current_start},
@@ -140,7 +154,7 @@ def build_feature_drift_asset(view: FeatureView) -> AssetsDefinition:
             )
             reference = _sample(
                 con,
-                f"SELECT {features} FROM {view.table} WHERE event_time >= $start::TIMESTAMP AND event_time < $end::TIMESTAMP",
+                _in_window(features, view.table),
                 {"start": tags["train_start"], "end": tags["train_end"]},
                 config.sample_rows,
             )
@@ -152,7 +166,7 @@ def build_feature_drift_asset(view: FeatureView) -> AssetsDefinition:
         try:
             result = measure_drift(current, reference, list(view.feature_names), config.drift_share, path)
         except ValueError as error:
-            raise Failure(description=f"{error}: check the feature view and the champion's training window") from error
+            raise Failure(description=f"{error}: check the feature view and the champion's windows") from error
         metadata = {
             **_drift_metadata(result, path),
             "champion_version": model.version,
@@ -161,7 +175,9 @@ def build_feature_drift_asset(view: FeatureView) -> AssetsDefinition:
             "reference_rows": len(reference),
             "current_rows": len(current),
         }
-        context.log.info(f"{len(result.drifted_columns)}/{len(result.columns)} features drifted: {result.drifted_columns}")
+        context.log.info(
+            f"{len(result.drifted_columns)} of {len(result.columns)} features drifted: {metadata['drifted_columns']}"
+        )
         return MaterializeResult(
             metadata=metadata,
             check_results=[
@@ -206,7 +222,7 @@ def build_prediction_drift_asset(view: FeatureView) -> AssetsDefinition:
         model, tags = _champion(model_registry.registry(), view)
         features = ", ".join(view.feature_names)
         with warehouse.connect() as con:
-            now = con.execute(f"SELECT max(event_time) FROM {view.table}").fetchone()[0]
+            now = _data_clock(con, view)
             current_start = now - dt.timedelta(days=config.current_days)
             current = _sample(
                 con,
@@ -217,7 +233,7 @@ def build_prediction_drift_asset(view: FeatureView) -> AssetsDefinition:
             )
             test_rows = _sample(
                 con,
-                f"SELECT {features} FROM {view.table} WHERE event_time >= $start::TIMESTAMP AND event_time < $end::TIMESTAMP",
+                _in_window(features, view.table),
                 {"start": tags["test_start"], "end": tags["test_end"]},
                 config.sample_rows,
             )
@@ -291,10 +307,9 @@ def build_performance_asset(view: FeatureView) -> AssetsDefinition:
     ) -> MaterializeResult:
         model, tags = _champion(model_registry.registry(), view)
         delay, length = dt.timedelta(days=config.label_delay_days), dt.timedelta(days=config.window_days)
-        columns = f"{', '.join(view.feature_names)}, is_fraud, label_reported_at"
-        window = f"SELECT {columns} FROM {view.table} WHERE event_time >= $start::TIMESTAMP AND event_time < $end::TIMESTAMP"
+        window = _in_window(f"{', '.join(view.feature_names)}, is_fraud, label_reported_at", view.table)
         with warehouse.connect() as con:
-            now = con.execute(f"SELECT max(event_time) FROM {view.table}").fetchone()[0]
+            now = _data_clock(con, view)
             recent_end = now - delay
             recent = con.execute(window, {"start": recent_end - length, "end": recent_end}).df()
             # The same measure on the champion's test window: as long, with labels as late.

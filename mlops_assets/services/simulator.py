@@ -194,8 +194,9 @@ class SimulationConfig:
             raise ValueError(f"drift must be one of {DRIFTS}, got {self.drift!r}")
         if (self.drift is None) != (self.drift_start is None):
             raise ValueError("drift and drift_start go together: set both or neither")
-        if self.drift_start is not None and not self.start < self.drift_start < self.start + datetime.timedelta(self.days):
-            raise ValueError(f"drift_start {self.drift_start} must fall inside the simulated period, after its first day")
+        end = self.start + datetime.timedelta(days=self.days)
+        if self.drift_start is not None and not self.start < self.drift_start < end:
+            raise ValueError(f"drift_start {self.drift_start} must fall after {self.start} and before {end}")
 
 
 @dataclass

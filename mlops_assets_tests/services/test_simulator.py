@@ -350,7 +350,7 @@ def test_new_fraud_pattern_is_account_takeover_at_usual_terminals_after_the_date
         ({"drift": "meteor"}, "drift must be one of"),
         ({"drift": "spending_shift"}, "set both or neither"),
         ({"drift_start": DRIFT_START}, "set both or neither"),
-        ({"drift": "spending_shift", "drift_start": datetime.date(2027, 1, 1)}, "inside the simulated period"),
+        ({"drift": "spending_shift", "drift_start": datetime.date(2027, 1, 1)}, "must fall after 2026-01-01 and before 2026-01-15"),
     ],
 )
 def test_invalid_drift_options_say_what_to_fix(options, message):
