@@ -28,19 +28,12 @@ from pathlib import Path
 
 import httpx
 
-from mlops_assets.arguments import positive_int
+from mlops_assets.arguments import add_simulation_arguments, positive_int, simulation_config
 from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.services.local_broker import BrokerError, LocalBroker
 from mlops_assets.services.processes import BackgroundProcess
-from mlops_assets.services.simulator import DRIFTS, SimulationConfig, simulate, write_dataset
+from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset
 from mlops_assets.settings import data_dir
-
-
-def _date(text: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-01") from error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,14 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     simulate_cmd = commands.add_parser("simulate", help="write a simulated data set to files")
     simulate_cmd.add_argument("--out", type=Path, required=True, help="output directory")
-    simulate_cmd.add_argument("--customers", type=positive_int, default=SimulationConfig.customers)
-    simulate_cmd.add_argument("--terminals", type=positive_int, default=SimulationConfig.terminals)
-    simulate_cmd.add_argument("--days", type=positive_int, default=SimulationConfig.days)
-    simulate_cmd.add_argument("--start", type=_date, default=SimulationConfig.start, help="first day, YYYY-MM-DD")
-    simulate_cmd.add_argument("--seed", type=int, default=SimulationConfig.seed)
+    add_simulation_arguments(simulate_cmd)
     simulate_cmd.add_argument("--format", choices=("parquet", "csv"), default="parquet")
-    simulate_cmd.add_argument("--drift", choices=DRIFTS, help="how the world changes from --drift-start on")
-    simulate_cmd.add_argument("--drift-start", type=_date, help="first day of the changed world, YYYY-MM-DD")
     broker_cmd = commands.add_parser("broker", help="run the embedded Kafka-protocol broker")
     broker_cmd.add_argument("action", choices=("start", "stop", "status"))
     broker_cmd.add_argument("--port", type=positive_int, default=9092)
@@ -66,15 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    config = SimulationConfig(
-        customers=args.customers,
-        terminals=args.terminals,
-        days=args.days,
-        start=args.start,
-        seed=args.seed,
-        drift=args.drift,
-        drift_start=args.drift_start,
-    )
+    config = simulation_config(args)
     started = time.perf_counter()
     dataset = simulate(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
     files = write_dataset(dataset, args.out, args.format)

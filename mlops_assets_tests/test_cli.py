@@ -54,5 +54,5 @@ def test_drift_without_its_start_exits_non_zero_with_the_fix(tmp_path):
         [CLI, "simulate", "--out", str(tmp_path), "--drift", "spending_shift"], capture_output=True, text=True, timeout=60
     )
     assert completed.returncode == 1
-    assert "drift and drift_start go together" in completed.stderr
+    assert "mlops-assets simulate: drift and drift_start go together" in completed.stderr
     assert not any(tmp_path.iterdir())  # nothing half-written

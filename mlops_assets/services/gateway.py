@@ -16,7 +16,6 @@ asked (`emit_remaining_labels`).
 """
 import argparse
 import contextlib
-import datetime
 import json
 import signal
 import sys
@@ -32,10 +31,15 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
-from mlops_assets.arguments import positive_float, positive_int
+from mlops_assets.arguments import (
+    add_simulation_arguments,
+    positive_float,
+    positive_int,
+    simulation_config,
+)
 from mlops_assets.resources.kafka import FRAUD_LABELS_TOPIC, KafkaResource
 from mlops_assets.services.ingestion import frame_to_payloads
-from mlops_assets.services.simulator import SimulationConfig, simulate
+from mlops_assets.services.simulator import simulate
 
 MAX_BATCH = 50
 TICK_S = 0.1  # a due transaction waits at most this long for batch partners
@@ -202,12 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--url", required=True, help="ingestion service, e.g. http://127.0.0.1:8081")
     parser.add_argument("--rate", type=positive_float, required=True, help="transactions per second")
-    parser.add_argument("--customers", type=positive_int, default=SimulationConfig.customers)
-    parser.add_argument("--terminals", type=positive_int, default=SimulationConfig.terminals)
-    parser.add_argument("--days", type=positive_int, default=SimulationConfig.days)
-    parser.add_argument("--seed", type=int, default=SimulationConfig.seed)
-    parser.add_argument("--start", type=datetime.date.fromisoformat, default=SimulationConfig.start,
-                        help="first simulated day, YYYY-MM-DD (the same seed keeps the same customers and terminals)")
+    add_simulation_arguments(parser)
     parser.add_argument("--id-prefix", default="",
                         help="prefix of the streamed transaction ids, so they cannot collide with a loaded data set's")
     parser.add_argument("--limit", type=positive_int, help="stream only the first N transactions")
@@ -225,10 +224,7 @@ def _check_service(url: str) -> None:
 
 
 def _stream(args: argparse.Namespace, producer: KafkaProducer) -> GatewayReport:
-    config = SimulationConfig(
-        customers=args.customers, terminals=args.terminals, days=args.days, start=args.start, seed=args.seed
-    )
-    dataset = simulate(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    dataset = simulate(simulation_config(args), progress=lambda line: print(line, file=sys.stderr, flush=True))
     for frame in (dataset.transactions, dataset.fraud_labels):
         frame["transaction_id"] = args.id_prefix + frame["transaction_id"]
     gateway = StreamingGateway(args.url, args.rate)
@@ -261,9 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     kafka = KafkaResource.from_env()
     timeout_ms = int(args.kafka_timeout * 1000)
     try:
+        simulation_config(args)  # an inconsistent simulation fails before anything is sent
         _check_service(args.url)
         producer = kafka.producer(bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms)
-    except ConnectionError as error:
+    except (ValueError, ConnectionError) as error:
         print(f"gateway: {error}", file=sys.stderr)
         return 1
     except KafkaError as error:

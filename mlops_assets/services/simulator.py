@@ -438,7 +438,6 @@ def _genuine_transactions(
     report: _Progress,
 ) -> _Transactions:
     """Everyday payments, generated a few days at a time to report progress."""
-    usual = customers.usual_terminals
     chunk_days = math.ceil(period.days / 5)  # five progress reports
     parts, total = [], 0
     for first_day in range(0, period.days, chunk_days):

@@ -10,7 +10,6 @@ from dagster import (
     AssetSelection,
     DagsterInstance,
     RunRequest,
-    SkipReason,
     build_sensor_context,
     materialize,
 )

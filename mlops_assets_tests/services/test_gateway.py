@@ -135,3 +135,14 @@ def test_cli_simulates_and_streams(kafka, ingestion_url, monkeypatch, capsys):
 
     assert main(["--url", f"http://127.0.0.1:{free_port()}", *argv]) == 1
     assert "does not answer" in capsys.readouterr().err
+
+
+def test_cli_streams_a_drifted_world_and_refuses_an_inconsistent_one(kafka, ingestion_url, monkeypatch, capsys):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
+    argv = ["--url", ingestion_url, "--rate", "500", "--customers", "20", "--terminals", "10", "--days", "3"]
+    assert main([*argv, "--drift", "spending_shift", "--drift-start", "2026-01-02", "--limit", "10"]) == 0
+    assert "drift: spending_shift from 2026-01-02" in capsys.readouterr().err
+
+    assert main([*argv, "--drift", "spending_shift"]) == 1
+    assert "gateway: drift and drift_start go together" in capsys.readouterr().err
+    assert len(read_topic(kafka, TRANSACTIONS_TOPIC)) == 10  # nothing sent for the refused one
