@@ -24,7 +24,8 @@ def test_code_location_has_the_whole_graph():
     upstream = {key.to_user_string() for key in view.dependency_keys}
     assert {"transaction_features", "customer_behaviour", "terminal_behaviour", "transaction_labels"} <= upstream
     assert {job.name for job in defs.resolve_all_job_defs()} >= {"monitoring", "retraining"}
-    assert {schedule.name for schedule in defs.schedules} == {"daily_monitoring"}
+    (schedule,) = defs.schedules
+    assert (schedule.name, schedule.job_name, schedule.cron_schedule) == ("daily_monitoring", "monitoring", "0 6 * * *")
     assert {"monitor_new_transactions", "retrain_on_failed_monitoring"} <= {sensor.name for sensor in defs.sensors}
 
 
