@@ -24,8 +24,9 @@ from pydantic import Field
 from sklearn.metrics import average_precision_score
 
 from mlops_assets.assets.scoring import FRAUD_SCORES_TABLE
+from mlops_assets.assets.training import load_champion
 from mlops_assets.features.catalog import FeatureView
-from mlops_assets.models.registry import CHAMPION, ModelIntegrityError, ModelRegistry, VerifiedModel
+from mlops_assets.models.registry import VerifiedModel
 from mlops_assets.monitoring import DriftResult, measure_drift
 from mlops_assets.resources.mlflow import ModelRegistryResource
 from mlops_assets.resources.warehouse import WarehouseResource
@@ -73,18 +74,6 @@ class PerformanceConfig(Config):
     max_drop: float = Field(
         default=0.1, description="The check fails when average precision falls by more than this below the reference."
     )
-
-
-def _champion(registry: ModelRegistry, view: FeatureView) -> tuple[VerifiedModel, dict[str, str]]:
-    """The verified champion and its registry tags (its training and test windows among them)."""
-    version = registry.version_with_alias(CHAMPION)
-    if version is None:
-        raise Failure(description=f"{registry.model_name} has no champion: materialize champion_model first")
-    try:
-        model = registry.load_verified(version, view)
-    except ModelIntegrityError as error:
-        raise Failure(description=str(error), allow_retries=False) from error
-    return model, registry.client.get_model_version(registry.model_name, version).tags
 
 
 def _report_path(context: AssetExecutionContext):
@@ -143,7 +132,8 @@ def build_feature_drift_asset(view: FeatureView) -> AssetsDefinition:
         warehouse: WarehouseResource,
         model_registry: ModelRegistryResource,
     ) -> MaterializeResult:
-        model, tags = _champion(model_registry.registry(), view)
+        model = load_champion(model_registry.registry(), view)
+        tags = model.tags  # its training and test windows among them
         features = ", ".join(view.feature_names)
         with warehouse.connect() as con:
             now = _data_clock(con, view)
@@ -219,7 +209,8 @@ def build_prediction_drift_asset(view: FeatureView) -> AssetsDefinition:
         warehouse: WarehouseResource,
         model_registry: ModelRegistryResource,
     ) -> MaterializeResult:
-        model, tags = _champion(model_registry.registry(), view)
+        model = load_champion(model_registry.registry(), view)
+        tags = model.tags  # its training and test windows among them
         features = ", ".join(view.feature_names)
         with warehouse.connect() as con:
             now = _data_clock(con, view)
@@ -305,7 +296,8 @@ def build_performance_asset(view: FeatureView) -> AssetsDefinition:
         warehouse: WarehouseResource,
         model_registry: ModelRegistryResource,
     ) -> MaterializeResult:
-        model, tags = _champion(model_registry.registry(), view)
+        model = load_champion(model_registry.registry(), view)
+        tags = model.tags  # its training and test windows among them
         delay, length = dt.timedelta(days=config.label_delay_days), dt.timedelta(days=config.window_days)
         window = _in_window(f"{', '.join(view.feature_names)}, is_fraud, label_reported_at", view.table)
         with warehouse.connect() as con:

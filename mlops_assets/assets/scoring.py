@@ -15,10 +15,10 @@ from pydantic import Field
 
 from mlops_assets.assets.kafka_input import KafkaOffsetRange, read_kafka_offsets
 from mlops_assets.assets.materialization import warehouse_materialization
+from mlops_assets.assets.training import load_champion
 from mlops_assets.contracts import FRAUD_SCORES
 from mlops_assets.features.catalog import FeatureView
 from mlops_assets.ingestion import ensure_tables, load_messages
-from mlops_assets.models.registry import CHAMPION, ModelIntegrityError
 from mlops_assets.resources.kafka import KafkaResource
 from mlops_assets.resources.mlflow import ModelRegistryResource
 from mlops_assets.resources.warehouse import WarehouseResource
@@ -70,14 +70,7 @@ def build_fraud_scores_asset(view: FeatureView) -> AssetsDefinition:
             return _load_streamed_scores(context, config, warehouse, kafka, view)
         if not 0 <= config.review_threshold <= config.decline_threshold <= 1:
             raise Failure(description="thresholds must satisfy 0 <= review_threshold <= decline_threshold <= 1")
-        registry = model_registry.registry()
-        champion = registry.version_with_alias(CHAMPION)
-        if champion is None:
-            raise Failure(description=f"{registry.model_name} has no champion: materialize champion_model first")
-        try:
-            model = registry.load_verified(champion, view)
-        except ModelIntegrityError as error:
-            raise Failure(description=str(error), allow_retries=False) from error
+        model = load_champion(model_registry.registry(), view)
 
         with warehouse.connect() as con:
             started = time.perf_counter()

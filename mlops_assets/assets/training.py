@@ -26,6 +26,7 @@ from mlops_assets.models.registry import (
     CHAMPION,
     ModelIntegrityError,
     ModelRegistry,
+    VerifiedModel,
 )
 from mlops_assets.models.training import (
     CatBoostSettings,
@@ -285,6 +286,18 @@ def _train_and_register(context: AssetExecutionContext, config: FraudModelConfig
             ),
         }
     )
+
+
+def load_champion(registry: ModelRegistry, view: FeatureView) -> VerifiedModel:
+    """The verified champion version; a run fails with the fix when there is none or it does
+    not fit the feature view."""
+    version = registry.version_with_alias(CHAMPION)
+    if version is None:
+        raise Failure(description=f"{registry.model_name} has no champion: materialize champion_model first")
+    try:
+        return registry.load_verified(version, view)
+    except ModelIntegrityError as error:
+        raise Failure(description=str(error), allow_retries=False) from error
 
 
 def _average_precision_on_test(registry: ModelRegistry, version: str, view: FeatureView, test: pd.DataFrame) -> float:

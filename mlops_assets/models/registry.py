@@ -36,6 +36,7 @@ class VerifiedModel:
     version: str
     feature_names: tuple[str, ...]
     feature_view_version: str
+    tags: dict[str, str]  # the version's registry tags: windows, run ids, promotion decision
 
 
 def file_sha256(path: Path) -> str:
@@ -106,7 +107,7 @@ class ModelRegistry:
             )
         model = CatBoostClassifier()
         model.load_model(str(stored / MODEL_FILE))
-        return VerifiedModel(model, self.model_name, str(version), features, view.version)
+        return VerifiedModel(model, self.model_name, str(version), features, view.version, dict(record.tags))
 
     def version_with_alias(self, alias: str) -> str | None:
         """The version number holding `alias`, as text, or None."""
