@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "catboost==1.2.10",
     "evidently==0.7.23",
     "kafka-python==3.0.12",
+    "crc32c==2.9.post0",  # kafka-python checksums every record batch with it; without it, in pure Python
     "matplotlib==3.11.2",
     "mlflow==3.17.2",
     "noida-db==0.2.3",

@@ -51,6 +51,7 @@ from mlops_assets.resources.warehouse import WarehouseResource  # noqa: E402
 from mlops_assets.services.consumer import BatchConsumerService, ServiceMetrics  # noqa: E402
 from mlops_assets.services.ingestion import frame_to_payloads  # noqa: E402
 from mlops_assets.services.local_broker import LocalBroker  # noqa: E402
+from mlops_assets.services.scoring import batch_producer  # noqa: E402
 from mlops_assets.services.simulator import SimulationConfig, simulate, write_dataset  # noqa: E402
 from mlops_assets.settings import MODEL_FEATURE_VIEW, feature_definitions_dir  # noqa: E402
 
@@ -63,6 +64,7 @@ class PassThrough(BatchConsumerService):
 
     def handle(self, records) -> None:
         futures = [self.producer.send(FRAUD_SCORES_TOPIC, key=r.key, value=r.value) for r in records]
+        self.producer.flush()  # as the scoring service does: one flush per batch
         for future in futures:
             future.get(timeout=30)
 
@@ -167,7 +169,7 @@ def passthrough_child() -> None:
     kafka = KafkaResource.from_env()
     service = PassThrough(
         kafka.consumer(TRANSACTIONS_TOPIC, group_id="passthrough", enable_auto_commit=False, auto_offset_reset="earliest"),
-        kafka.producer(linger_ms=1),
+        batch_producer(kafka),  # the scoring service's producer settings: only the scoring differs
     )
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     service.run()

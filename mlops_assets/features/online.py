@@ -24,6 +24,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from heapq import heappop, heappush
 from typing import Any
 
 import duckdb
@@ -58,10 +59,12 @@ def _micros(moment: datetime) -> int:
     return (_naive_utc(moment) - _EPOCH) // _MICROSECOND
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity
 class _History:
     """One entity's transactions sorted by time, and the fraud reports among them."""
 
+    by: tuple[str, ...]  # its key in the store
+    entity: Entity
     times: list[int] = field(default_factory=list)
     values: dict[str, list[float]] = field(default_factory=dict)  # column -> aligned values
     fraud_times: list[int] = field(default_factory=list)  # sorted event times of frauds
@@ -93,77 +96,103 @@ class _History:
 
 @dataclass(frozen=True)
 class _Recorded:
-    """A transaction in history: enough to attach a fraud report that arrives later."""
+    """A transaction in history: enough to attach a fraud report that arrives later, and to
+    find the histories it leaves when it expires."""
 
     time: int
-    entities: tuple[tuple[tuple[str, ...], Entity], ...]  # (by, entity) per grouping
+    histories: tuple[_History, ...]  # one per grouping
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """A catalog feature compiled for the store: its implementation, and the query slots it
+    reads (its entity, its window's bounds, its window's `of` values), which features with
+    the same `by`, window and `of` share."""
+
+    feature: Feature
+    function: Callable[["_Spec", "_Query"], float]
+    params: dict[str, Any]
+    grouping: int | None  # index into `_Query.entities`; None for a feature without `by`
+    window: int | None  # index into `_Query.windows`; None for a feature without `by`
+    values: int | None  # index into the query's value slices; None for a feature without `of`
 
 
 class _Query:
-    """One transaction being scored: its time, and the window bounds computed so far."""
+    """One transaction being scored: its time, its entities, and its windows' bounds.
+
+    The bounds of every (by, window) the view uses are found up front, one bisection each,
+    because every windowed feature needs them; value slices and means are taken on demand
+    and shared by the features that read the same window and column."""
 
     def __init__(self, store: "OnlineFeatureStore", transaction: Mapping[str, Any]):
         self.store = store
         self.transaction = transaction
         self.moment = _naive_utc(transaction["event_time"])
-        self.time = (self.moment - _EPOCH) // _MICROSECOND
-        self._bounds: dict[tuple[tuple[str, ...], int | None], tuple[_History | None, int, int]] = {}
-        self._values: dict[tuple[tuple[str, ...], int | None, str], list[float]] = {}
+        self.time = time = (self.moment - _EPOCH) // _MICROSECOND
+        self.entities: list[Entity] = []
+        histories: list[_History | None] = []
+        ends: list[int] = []
+        for by in store._groupings:
+            entity = tuple([transaction[column] for column in by])
+            history = store._histories[by].get(entity)
+            self.entities.append(entity)
+            histories.append(history)
+            ends.append(bisect_left(history.times, time) if history else 0)
+        self.windows: list[tuple[_History | None, int, int]] = []
+        for grouping, micros in store._windows:
+            history, end = histories[grouping], ends[grouping]
+            start = 0 if history is None or micros is None else bisect_left(history.times, time - micros, 0, end)
+            self.windows.append((history, start, end))
+        self._values: list[list[float] | None] = [None] * store._value_slots
+        self._means: list[float | None] = [None] * store._value_slots
 
-    def entity(self, by: tuple[str, ...]) -> Entity:
-        return tuple(self.transaction[column] for column in by)
-
-    def window_start(self, feature: Feature) -> int:
+    def window_start(self, spec: _Spec) -> int:
         """`t - w` (inclusive); the beginning of time for whole-history features."""
-        if feature.window_seconds is None:
+        if spec.feature.window_seconds is None:
             return -1 << 63
-        return self.time - feature.window_seconds * _MICROS_PER_SECOND
+        return self.time - spec.feature.window_seconds * _MICROS_PER_SECOND
 
-    def bounds(self, feature: Feature) -> tuple[_History | None, int, int]:
-        """The entity's history and the index range of its events in `[t - w, t)`."""
-        key = (feature.by, feature.window_seconds)
-        if key not in self._bounds:
-            history = self.store._histories[feature.by].get(self.entity(feature.by))
-            if history is None:
-                self._bounds[key] = (None, 0, 0)
-            else:
-                end = bisect_left(history.times, self.time)
-                start = bisect_left(history.times, self.window_start(feature), 0, end)
-                self._bounds[key] = (history, start, end)
-        return self._bounds[key]
-
-    def values(self, feature: Feature) -> list[float]:
+    def values(self, spec: _Spec) -> list[float]:
         """The `of` values of the entity's events in the feature's window."""
-        key = (feature.by, feature.window_seconds, feature.of)
-        if key not in self._values:
-            history, start, end = self.bounds(feature)
-            self._values[key] = history.values[feature.of][start:end] if history else []
-        return self._values[key]
+        values = self._values[spec.values]
+        if values is None:
+            history, start, end = self.windows[spec.window]
+            values = history.values[spec.feature.of][start:end] if history else []
+            self._values[spec.values] = values
+        return values
+
+    def mean(self, spec: _Spec) -> float:
+        """The mean of `values(spec)`, NaN for an empty window."""
+        mean = self._means[spec.values]
+        if mean is None:
+            values = self.values(spec)
+            mean = self._means[spec.values] = sum(values) / len(values) if values else NAN
+        return mean
 
 
 # --- One implementation per catalog function -------------------------------------------
 
 
-def _value(feature: Feature, query: _Query) -> float:
-    return float(query.transaction[feature.of])
+def _value(spec: _Spec, query: _Query) -> float:
+    return float(query.transaction[spec.feature.of])
 
 
-def _hour_of_day(feature: Feature, query: _Query) -> float:
+def _hour_of_day(spec: _Spec, query: _Query) -> float:
     return float(query.moment.hour)
 
 
-def _is_weekend(feature: Feature, query: _Query) -> float:
+def _is_weekend(spec: _Spec, query: _Query) -> float:
     return float(query.moment.weekday() in (_SATURDAY, _SUNDAY))
 
 
-def _is_night(feature: Feature, query: _Query) -> float:
-    start, end, hour = feature.param("from_hour"), feature.param("to_hour"), query.moment.hour
+def _is_night(spec: _Spec, query: _Query) -> float:
+    start, end, hour = spec.params["from_hour"], spec.params["to_hour"], query.moment.hour
     if start < end:
         return float(start <= hour < end)
     return float(hour >= start or hour < end)  # a night that wraps midnight
 
 
-def _distance_from_home_km(feature: Feature, query: _Query) -> float:
+def _distance_from_home_km(spec: _Spec, query: _Query) -> float:
     home = query.store._customers.get(query.transaction["customer_id"])
     terminal = query.store._terminals.get(query.transaction["terminal_id"])
     if home is None or terminal is None:
@@ -175,63 +204,64 @@ def _distance_from_home_km(feature: Feature, query: _Query) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
-def _seconds_since_previous(feature: Feature, query: _Query) -> float:
-    history, _, end = query.bounds(feature)
+def _seconds_since_previous(spec: _Spec, query: _Query) -> float:
+    history, _, end = query.windows[spec.window]
     latest = history.times[end - 1] if history and end else None
-    dropped = query.store._latest_dropped[feature.by].get(query.entity(feature.by))
+    dropped = query.store._latest_dropped[spec.feature.by].get(query.entities[spec.grouping])
     if dropped is not None and dropped < query.time and (latest is None or dropped > latest):
         latest = dropped
     return NAN if latest is None else (query.time - latest) / 1e6
 
 
-def _count(feature: Feature, query: _Query) -> float:
-    _, start, end = query.bounds(feature)
+def _count(spec: _Spec, query: _Query) -> float:
+    _, start, end = query.windows[spec.window]
     return float(end - start)
 
 
-def _sum(feature: Feature, query: _Query) -> float:
-    return float(sum(query.values(feature)))
+def _sum(spec: _Spec, query: _Query) -> float:
+    return float(sum(query.values(spec)))
 
 
-def _mean(feature: Feature, query: _Query) -> float:
-    values = query.values(feature)
-    return sum(values) / len(values) if values else NAN
+def _mean(spec: _Spec, query: _Query) -> float:
+    return query.mean(spec)
 
 
-def _stddev(feature: Feature, query: _Query) -> float:
-    values = query.values(feature)
+def _stddev(spec: _Spec, query: _Query) -> float:
+    values = query.values(spec)
     if len(values) < 2:
         return NAN
-    mean = sum(values) / len(values)
-    return math.sqrt(sum([(value - mean) ** 2 for value in values]) / (len(values) - 1))
+    mean = query.mean(spec)
+    # Two passes (mean, then squared deviations), not running sums of squares: those cancel
+    # badly when the amounts are large next to their spread, and parity is to 1e-9.
+    return math.sqrt(sum([(value - mean) * (value - mean) for value in values]) / (len(values) - 1))
 
 
-def _min(feature: Feature, query: _Query) -> float:
-    values = query.values(feature)
+def _min(spec: _Spec, query: _Query) -> float:
+    values = query.values(spec)
     return min(values) if values else NAN
 
 
-def _max(feature: Feature, query: _Query) -> float:
-    values = query.values(feature)
+def _max(spec: _Spec, query: _Query) -> float:
+    values = query.values(spec)
     return max(values) if values else NAN
 
 
-def _ratio_to_mean(feature: Feature, query: _Query) -> float:
-    mean = _mean(feature, query)
-    return NAN if mean == 0 else float(query.transaction[feature.of]) / mean
+def _ratio_to_mean(spec: _Spec, query: _Query) -> float:
+    mean = query.mean(spec)
+    return NAN if mean == 0 else float(query.transaction[spec.feature.of]) / mean
 
 
-def _known_fraud_rate(feature: Feature, query: _Query) -> float:
-    history, start, end = query.bounds(feature)
+def _known_fraud_rate(spec: _Spec, query: _Query) -> float:
+    history, start, end = query.windows[spec.window]
     if end == start:
         return NAN
-    first = bisect_left(history.fraud_times, query.window_start(feature))
+    first = bisect_left(history.fraud_times, query.window_start(spec))
     last = bisect_left(history.fraud_times, query.time, first)
     known = sum(1 for reported in history.fraud_reported[first:last] if reported < query.time)
     return known / (end - start)
 
 
-_FUNCTIONS: dict[str, Callable[[Feature, _Query], float]] = {
+_FUNCTIONS: dict[str, Callable[[_Spec, _Query], float]] = {
     "value": _value,
     "hour_of_day": _hour_of_day,
     "is_weekend": _is_weekend,
@@ -260,13 +290,31 @@ class OnlineFeatureStore:
     ):
         self.view = view
         self._features = tuple(feature for _, chosen in view.features for feature in chosen)
+        self._names = view.feature_names
         unknown = sorted({f.function for f in self._features} - set(_FUNCTIONS))
         if unknown:
             raise ValueError(f"no online implementation of feature function(s) {unknown}")
-        self._calls = tuple(
-            (feature.name, _FUNCTIONS[feature.function], feature) for feature in self._features
-        )
         bys = sorted({feature.by for feature in self._features if feature.by})
+        self._groupings = bys
+        # The distinct (grouping, window) and (window, column) pairs: each is computed once
+        # per transaction, whichever features read it.
+        windows = list(dict.fromkeys((f.by, f.window_seconds) for f in self._features if f.by))
+        self._windows = [
+            (bys.index(by), None if seconds is None else seconds * _MICROS_PER_SECOND) for by, seconds in windows
+        ]
+        value_slots = list(dict.fromkeys((f.by, f.window_seconds, f.of) for f in self._features if f.by and f.of))
+        self._value_slots = len(value_slots)
+        self._specs = tuple(
+            _Spec(
+                feature,
+                _FUNCTIONS[feature.function],
+                dict(feature.params),
+                bys.index(feature.by) if feature.by else None,
+                windows.index((feature.by, feature.window_seconds)) if feature.by else None,
+                value_slots.index((feature.by, feature.window_seconds, feature.of)) if feature.by and feature.of else None,
+            )
+            for feature in self._features
+        )
         self._widest = max(
             (feature.window_seconds for feature in self._features if feature.window_seconds), default=0
         ) * _MICROS_PER_SECOND
@@ -282,6 +330,10 @@ class OnlineFeatureStore:
         }
         self._transactions: dict[str, _Recorded] = {}
         self._reports: dict[str, tuple[int, int]] = {}  # transaction_id -> (is_fraud, reported)
+        # Min-heaps of (time, transaction id) by event time and by report time, so that
+        # eviction visits only what expires, not all state.
+        self._expiring_transactions: list[tuple[int, str]] = []
+        self._expiring_reports: list[tuple[int, str]] = []
         self._horizon: int | None = None  # history before it has been dropped
 
     @classmethod
@@ -312,8 +364,12 @@ class OnlineFeatureStore:
     def features(self, transaction: dict) -> dict[str, float]:
         """Every feature of the view for `transaction`, in `view.feature_names` order, from
         the history strictly before its time; a missing value is NaN."""
+        return dict(zip(self._names, self.vector(transaction)))
+
+    def vector(self, transaction: dict) -> list[float]:
+        """The values of `features(transaction)` alone, in `view.feature_names` order."""
         query = _Query(self, transaction)
-        return {name: function(feature, query) for name, function, feature in self._calls}
+        return [spec.function(spec, query) for spec in self._specs]
 
     def add_transaction(self, transaction: dict) -> None:
         """Records `transaction` in history; a transaction id already recorded is ignored."""
@@ -336,22 +392,27 @@ class OnlineFeatureStore:
         if self._horizon is not None and horizon <= self._horizon:
             return 0
         self._horizon = horizon
-        for by, histories in self._histories.items():
-            for entity in list(histories):
-                latest = histories[entity].drop_before(horizon)
-                if latest is not None and by in self._whole_history_bys:
-                    self._remember_dropped(by, entity, latest)
-                if not histories[entity].times:
-                    del histories[entity]
-        old = [tid for tid, recorded in self._transactions.items() if recorded.time < horizon]
-        for tid in old:
-            del self._transactions[tid]
-        self._reports = {
-            tid: report
-            for tid, report in self._reports.items()
-            if tid in self._transactions or report[1] >= horizon
-        }
-        return len(old)
+        expired: set[_History] = set()
+        dropped = 0
+        while self._expiring_transactions and self._expiring_transactions[0][0] < horizon:
+            _, tid = heappop(self._expiring_transactions)
+            expired.update(self._transactions.pop(tid).histories)
+            dropped += 1
+            report = self._reports.get(tid)
+            if report is not None and report[1] < horizon:
+                del self._reports[tid]
+        for history in expired:
+            latest = history.drop_before(horizon)
+            if latest is not None and history.by in self._whole_history_bys:
+                self._remember_dropped(history.by, history.entity, latest)
+            if not history.times:
+                del self._histories[history.by][history.entity]
+        # A report is kept while its transaction is in history or it is itself recent.
+        while self._expiring_reports and self._expiring_reports[0][0] < horizon:
+            _, tid = heappop(self._expiring_reports)
+            if tid not in self._transactions:
+                self._reports.pop(tid, None)
+        return dropped
 
     # --- internals ------------------------------------------------------------------------
 
@@ -366,12 +427,15 @@ class OnlineFeatureStore:
                     self._remember_dropped(by, entity, time)
             return
         values = {column: float(transaction[column]) for column in self._columns}
+        histories = []
         for by, entity in entities:
             history = self._histories[by].get(entity)
             if history is None:
-                history = self._histories[by][entity] = _History()
+                history = self._histories[by][entity] = _History(by, entity)
             history.add(time, values)
-        self._transactions[transaction_id] = _Recorded(time, entities)
+            histories.append(history)
+        self._transactions[transaction_id] = _Recorded(time, tuple(histories))
+        heappush(self._expiring_transactions, (time, transaction_id))
         report = self._reports.get(transaction_id)
         if report is not None and report[0] == 1:
             self._attach_fraud(self._transactions[transaction_id], report[1])
@@ -380,13 +444,14 @@ class OnlineFeatureStore:
         if transaction_id in self._reports:
             return
         self._reports[transaction_id] = (is_fraud, reported)
+        heappush(self._expiring_reports, (reported, transaction_id))
         recorded = self._transactions.get(transaction_id)
         if is_fraud == 1 and recorded is not None:
             self._attach_fraud(recorded, reported)
 
     def _attach_fraud(self, recorded: _Recorded, reported: int) -> None:
-        for by, entity in recorded.entities:
-            self._histories[by][entity].add_fraud(recorded.time, reported)
+        for history in recorded.histories:
+            history.add_fraud(recorded.time, reported)
 
     def _remember_dropped(self, by: tuple[str, ...], entity: Entity, time: int) -> None:
         dropped = self._latest_dropped[by]

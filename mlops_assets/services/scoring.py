@@ -60,7 +60,9 @@ from mlops_assets.settings import MODEL_FEATURE_VIEW, data_dir, feature_definiti
 
 log = logging.getLogger(__name__)
 
-EVICT_EVERY = dt.timedelta(days=1)
+# Polling `fraud_labels` costs a broker round trip even when there is nothing new: at live
+# rates, doing it every batch (every few milliseconds) would add to every score's latency.
+LABELS_EVERY_S = 0.1
 _REQUIRED = {"transaction_id": str, "event_time": str, "customer_id": str, "terminal_id": str}
 
 
@@ -94,7 +96,8 @@ def parse_transaction(value: bytes) -> dict:
         raise MalformedTransaction("event_time: is not an ISO-8601 time") from error
     if event_time.tzinfo is not None:
         event_time = event_time.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return {**message, "event_time": event_time, "amount": float(amount)}
+    message["event_time"], message["amount"] = event_time, float(amount)
+    return message
 
 
 class ChampionModel:
@@ -142,6 +145,8 @@ class FraudScoringService(BatchConsumerService):
         max_batch: int = 500,
     ):
         super().__init__(consumer, producer, metrics, max_batch)
+        if features.view.feature_names != model.view.feature_names:
+            raise ValueError("the feature store and the model must serve the same feature view")
         self.label_consumer = label_consumer
         self.features = features
         self.model = model
@@ -149,7 +154,7 @@ class FraudScoringService(BatchConsumerService):
         self.emit_features = emit_features  # put the feature values used in each score (audit, parity)
         self._recently_scored: OrderedDict[str, None] = OrderedDict()
         self._latest_by_partition: dict[int, dt.datetime] = {}
-        self._evicted_at: dt.datetime | None = None
+        self._labels_polled_at = float("-inf")
 
     def handle(self, records: list[ConsumerRecord]) -> None:
         received = time.time()
@@ -158,14 +163,14 @@ class FraudScoringService(BatchConsumerService):
         if not transactions:
             return
         model = self.model.current()
-        rows = []
-        for record, transaction in transactions:
-            rows.append(self.features.features(transaction))
+        rows = []  # the feature matrix, in the view's (and so the model's) feature order
+        for _, transaction in transactions:
+            rows.append(self.features.vector(transaction))
             self.features.add_transaction(transaction)
-        matrix = np.array([[row[name] for name in self.model.view.feature_names] for row in rows], dtype=float)
-        scores = model.model.predict_proba(matrix)[:, 1]
+        scores = model.model.predict_proba(np.array(rows, dtype=float))[:, 1]
         verdicts = decisions(scores, self.thresholds.review, self.thresholds.decline)
         scored_at = dt.datetime.now(dt.timezone.utc).isoformat()
+        names = self.features.view.feature_names
         pending = []
         for (record, transaction), row, score, verdict in zip(transactions, rows, scores, verdicts):
             latency_ms = (time.time() - record.timestamp / 1000) * 1000 if record.timestamp else None
@@ -180,7 +185,7 @@ class FraudScoringService(BatchConsumerService):
                 "latency_ms": latency_ms,
             }
             if self.emit_features:
-                message["features"] = {name: (None if np.isnan(value) else value) for name, value in row.items()}
+                message["features"] = {name: (None if np.isnan(value) else value) for name, value in zip(names, row)}
             pending.append(
                 self.producer.send(FRAUD_SCORES_TOPIC, key=transaction["customer_id"].encode(), value=json.dumps(message).encode())
             )
@@ -189,17 +194,15 @@ class FraudScoringService(BatchConsumerService):
             future.get(timeout=30)  # acknowledged before the offsets are committed
         self.metrics.messages_out.inc(len(transactions))
         self.metrics.model_version.set(float(model.version))
+        acknowledged = time.time()
         for record, _ in transactions:
-            self.metrics.latency.observe(max(0.0, time.time() - (record.timestamp / 1000 if record.timestamp else received)))
+            self.metrics.latency.observe(max(0.0, acknowledged - (record.timestamp / 1000 if record.timestamp else received)))
         for record, transaction in transactions:
             latest = self._latest_by_partition.get(record.partition)
             self._latest_by_partition[record.partition] = max(latest or transaction["event_time"], transaction["event_time"])
         # Partitions advance unevenly: only history older than the slowest one's window can go.
-        # Evicting scans all state, so it runs once per day of stream time, not per batch.
-        slowest = min(self._latest_by_partition.values())
-        if self._evicted_at is None or slowest - self._evicted_at >= EVICT_EVERY:
-            self.features.evict(slowest)
-            self._evicted_at = slowest
+        # Evicting visits only what expires, so it runs every batch, in small steps.
+        self.features.evict(min(self._latest_by_partition.values()))
 
     def _valid_transactions(self, records: list[ConsumerRecord]) -> list[tuple[ConsumerRecord, dict]]:
         """The batch's scorable transactions in time order; the others are dead-lettered."""
@@ -224,6 +227,9 @@ class FraudScoringService(BatchConsumerService):
             self._recently_scored.popitem(last=False)
 
     def _apply_new_labels(self) -> None:
+        if time.monotonic() - self._labels_polled_at < LABELS_EVERY_S:
+            return
+        self._labels_polled_at = time.monotonic()
         for partition in self.label_consumer.poll(timeout_ms=0, max_records=10_000).values():
             for record in partition:
                 try:
@@ -271,10 +277,14 @@ def build_service(
     gc.freeze()
     gc.set_threshold(50_000, 50, 1_000)
     return FraudScoringService(
-        # A long linger: each batch's scores are flushed together at its end.
-        consumer, label_consumer, kafka.producer(linger_ms=100, batch_size=1 << 18), features, model,
-        ServiceMetrics("scoring"), **options
+        consumer, label_consumer, batch_producer(kafka), features, model, ServiceMetrics("scoring"), **options
     )
+
+
+def batch_producer(kafka: KafkaResource) -> KafkaProducer:
+    """The scores' producer: a long linger and large batches, because each batch of scores is
+    flushed together at its end, in a few requests rather than one per score."""
+    return kafka.producer(linger_ms=100, batch_size=1 << 18)
 
 
 def main(argv: list[str] | None = None) -> int:

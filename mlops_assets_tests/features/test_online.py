@@ -102,6 +102,7 @@ def _replay(
             evicted_day = now.date()
         features = store.features(transaction)
         assert list(features) == list(store.view.feature_names)
+        np.testing.assert_array_equal(store.vector(transaction), list(features.values()))  # as the service scores
         rows[transaction["transaction_id"]] = features
         store.add_transaction(transaction)
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -221,6 +222,21 @@ def test_eviction_drops_old_history_but_no_feature_changes(warehouse, catalog):
     online = _replay(store, _as_dicts(AFTER_A_GAP), [])
     _assert_parity(online, offline, view)
     assert online.loc["i", _names_of(view, "seconds_since_previous")].notna().all()
+
+
+def test_eviction_keeps_nothing_it_drops(handmade):
+    """Eviction visits only what expires: every transaction, history and report it drops is
+    gone from the state, whatever order they arrived in."""
+    _, view, _ = handmade
+    store = _handmade_store(view)
+    store.add_label("z", 1, T0)  # a report whose transaction never arrives
+    for transaction in reversed(_as_dicts(TRANSACTIONS)):
+        store.add_transaction(transaction)
+    for label in LABELS:
+        store.add_label(*label)
+    assert store.evict(T0 + 100 * DAY) == len(TRANSACTIONS)
+    assert not store._transactions and not store._reports
+    assert not any(store._histories.values())
 
 
 # --- simulated data: bootstrap from the warehouse, then replay the stream ----------------
