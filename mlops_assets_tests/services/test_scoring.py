@@ -1,6 +1,6 @@
 """The fraud scoring service against a real broker, a real warehouse file and a real MLflow
-registry: training/serving parity on thousands of streamed transactions, the score contract
-and dead-lettering."""
+registry: training/serving parity on thousands of streamed transactions, the score contract,
+dead-lettering, and a new champion taken up while transactions flow."""
 import json
 import threading
 import time
@@ -31,17 +31,23 @@ def _produce(kafka, frame: pd.DataFrame, extra: list[bytes] = ()) -> None:
     producer.close()
 
 
-def _collect(kafka, topic: str, count: int, timeout_s: float = 120) -> list[dict]:
+def _consume(kafka, topic: str, count: int, timeout_s: float = 120) -> list:
+    """The first `count` records of `topic` (fewer if they do not come within the timeout),
+    in order within each partition."""
     consumer = kafka.consumer(topic, auto_offset_reset="earliest", group_id=None)
-    found: list[dict] = []
+    found = []
     deadline = time.monotonic() + timeout_s
     try:
         while len(found) < count and time.monotonic() < deadline:
             for records in consumer.poll(timeout_ms=200).values():
-                found += [json.loads(record.value) for record in records]
+                found += records
     finally:
         consumer.close()
     return found
+
+
+def _collect(kafka, topic: str, count: int, timeout_s: float = 120) -> list[dict]:
+    return [json.loads(record.value) for record in _consume(kafka, topic, count, timeout_s)]
 
 
 def test_streamed_transactions_get_offline_identical_features_and_contract_scores(kafka, stream, champion, catalog):
@@ -76,23 +82,46 @@ def test_streamed_transactions_get_offline_identical_features_and_contract_score
     assert sorted(d["reason"] for d in dead) == ["event_time: is missing or not a string", "message: is not JSON"]
 
 
-def test_a_new_champion_is_picked_up_mid_stream_without_losing_or_repeating_a_message(kafka, stream, champion, catalog):
+def test_a_champion_promoted_while_transactions_flow_is_used_from_one_batch_on(kafka, stream, champion, catalog):
+    """The alias moves while a producer keeps sending: every transaction is scored exactly
+    once, and each partition of `fraud_scores` switches from the old version to the new one
+    once, never back."""
     warehouse_path, to_stream, _ = stream
-    first, second = to_stream.iloc[:800], to_stream.iloc[800:1600]
-    service = build_service(kafka, str(warehouse_path), champion, "scoring-reload", model_check_s=0.2)
+    service = build_service(kafka, str(warehouse_path), champion, "scoring-live-switch", model_check_s=0.05)
     runner = threading.Thread(target=service.run)
     runner.start()
+    promoted = threading.Event()
+    sent: list[str] = []
+
+    def send_until_well_after_the_promotion():
+        producer = kafka.producer(linger_ms=5)
+        after = 0
+        for message in frame_to_payloads(to_stream):
+            producer.send(TRANSACTIONS_TOPIC, key=b"live", value=json.dumps(message).encode())
+            sent.append(message["transaction_id"])
+            after += promoted.is_set()
+            if after == 1000:
+                break
+            if len(sent) % 100 == 0:
+                time.sleep(0.05)  # about 2,000 a second
+        producer.flush()
+        producer.close()
+
+    sender = threading.Thread(target=send_until_well_after_the_promotion)
     try:
-        _produce(kafka, first)
-        assert len(_collect(kafka, FRAUD_SCORES_TOPIC, len(first))) == len(first)
+        sender.start()
+        time.sleep(0.3)
         assert register_champion(champion, catalog.view("fraud_feature_view"), seed=1) == "2"
-        time.sleep(0.5)  # longer than the alias check interval
-        _produce(kafka, second)
-        scores = _collect(kafka, FRAUD_SCORES_TOPIC, len(first) + len(second))
+        promoted.set()
+        sender.join(timeout=60)
+        records = _consume(kafka, FRAUD_SCORES_TOPIC, len(sent))
     finally:
         service.stop()
         runner.join(timeout=30)
-    versions = {score["transaction_id"]: score["model_version"] for score in scores}
-    assert len(scores) == len(versions) == len(first) + len(second)  # none lost, none twice
-    assert {versions[tid] for tid in first["transaction_id"]} == {"1"}
-    assert {versions[tid] for tid in second["transaction_id"]} == {"2"}
+    scores = [json.loads(record.value) for record in records]
+    ids = [score["transaction_id"] for score in scores]
+    assert len(ids) == len(set(ids)) and set(ids) == set(sent)  # none lost, none twice
+    assert {score["model_version"] for score in scores} == {"1", "2"}  # the switch happened mid-stream
+    for partition in {record.partition for record in records}:
+        versions = [json.loads(r.value)["model_version"] for r in records if r.partition == partition]
+        assert versions == sorted(versions), f"partition {partition} went back to the old champion"
