@@ -12,12 +12,12 @@
   goes to the dead-letter topic with the reason.
 
 State and several instances: `transactions` is keyed by customer, so a consumer-group member
-owns whole customers and their history. Every instance reads all fraud labels (no group).
-Terminal history spans partitions: with one instance (the default) it is complete; with
-several, an instance's terminal features see only its own partitions' transactions, so run
-one instance until terminal state is replicated across instances (an open issue). Terminal
-features also assume partitions are consumed roughly in step, as they are at live rates; a
-backlog replayed partition by partition can see a terminal's transactions out of order.
+owns whole customers and their history. Terminal history spans partitions: every instance also
+reads the partitions it does not own, for history only, up to their end before each batch
+(`StreamHistory`), so several instances compute the same features as one. Every instance reads
+all fraud labels (no group). Within the partitions one instance owns, terminal features assume
+they are consumed roughly in step, as they are at live rates; a backlog replayed partition by
+partition can reach a terminal's transactions out of order.
 """
 import argparse
 import datetime as dt
@@ -56,6 +56,7 @@ from mlops_assets.services.consumer import (
     ServiceMetrics,
     configure_logging,
 )
+from mlops_assets.services.stream_history import StreamHistory
 from mlops_assets.settings import MODEL_FEATURE_VIEW, data_dir, feature_definitions_dir
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class FraudScoringService(BatchConsumerService):
         label_consumer: KafkaConsumer,
         producer: KafkaProducer,
         features: OnlineFeatureStore,
+        history: StreamHistory,
         model: ChampionModel,
         metrics: ServiceMetrics,
         thresholds: Thresholds = Thresholds(),
@@ -148,6 +150,7 @@ class FraudScoringService(BatchConsumerService):
         if features.view.feature_names != model.view.feature_names:
             raise ValueError("the feature store and the model must serve the same feature view")
         self.label_consumer = label_consumer
+        self.history = history
         self.features = features
         self.model = model
         self.thresholds = thresholds
@@ -158,6 +161,7 @@ class FraudScoringService(BatchConsumerService):
 
     def handle(self, records: list[ConsumerRecord]) -> None:
         received = time.time()
+        self.history.catch_up(records)
         self._apply_new_labels()
         transactions = self._valid_transactions(records)
         if not transactions:
@@ -200,9 +204,12 @@ class FraudScoringService(BatchConsumerService):
         for record, transaction in transactions:
             latest = self._latest_by_partition.get(record.partition)
             self._latest_by_partition[record.partition] = max(latest or transaction["event_time"], transaction["event_time"])
-        # Partitions advance unevenly: only history older than the slowest one's window can go.
-        # Evicting visits only what expires, so it runs every batch, in small steps.
-        self.features.evict(min(self._latest_by_partition.values()))
+        # Partitions advance unevenly: only history older than the slowest owned one's window
+        # can go. Evicting visits only what expires, so it runs every batch, in small steps.
+        owned = {tp.partition for tp in self.history.owned}
+        latest = [moment for partition, moment in self._latest_by_partition.items() if partition in owned]
+        if latest:
+            self.features.evict(min(latest))
 
     def _valid_transactions(self, records: list[ConsumerRecord]) -> list[tuple[ConsumerRecord, dict]]:
         """The batch's scorable transactions in time order; the others are dead-lettered."""
@@ -265,9 +272,16 @@ def build_service(
     view = load_catalog(feature_definitions_dir()).view(MODEL_FEATURE_VIEW)
     with _open_warehouse(warehouse_path) as con:
         features = OnlineFeatureStore.from_warehouse(con, view)
-    consumer = kafka.consumer(
-        TRANSACTIONS_TOPIC, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = kafka.consumer(group_id=group, enable_auto_commit=False, auto_offset_reset="earliest")
+
+    def add_to_history(value: bytes) -> None:
+        try:
+            features.add_transaction(parse_transaction(value))
+        except MalformedTransaction:
+            pass  # the instance that owns its partition dead-letters it
+
+    history = StreamHistory(kafka.consumer(group_id=None), consumer, TRANSACTIONS_TOPIC, add_to_history)
+    consumer.subscribe([TRANSACTIONS_TOPIC], listener=history)
     # Every instance needs every label; replaying old ones on start is harmless (idempotent).
     label_consumer = kafka.consumer(FRAUD_LABELS_TOPIC, group_id=None, auto_offset_reset="earliest")
     model = ChampionModel(ModelRegistry(tracking_uri, MODEL_NAME), view, model_check_s)
@@ -277,7 +291,8 @@ def build_service(
     gc.freeze()
     gc.set_threshold(50_000, 50, 1_000)
     return FraudScoringService(
-        consumer, label_consumer, batch_producer(kafka), features, model, ServiceMetrics("scoring"), **options
+        consumer, label_consumer, batch_producer(kafka), features, history, model, ServiceMetrics("scoring"),
+        **options,
     )
 
 
