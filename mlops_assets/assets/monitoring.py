@@ -7,6 +7,7 @@ thresholds are in its asset's run config; a failed check is what the retraining 
 (`mlops_assets/sensors/monitoring_sensors.py`) acts on.
 """
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 from dagster import (
@@ -76,11 +77,18 @@ class PerformanceConfig(Config):
     )
 
 
-def _report_path(context: AssetExecutionContext):
-    return data_dir() / "reports" / context.asset_key.to_user_string() / f"{context.run.run_id}.html"
+def _measure(
+    context: AssetExecutionContext, current: pd.DataFrame, reference: pd.DataFrame, columns: list[str], share: float
+) -> tuple[DriftResult, Path]:
+    """Drift of `current` against `reference`, its HTML report saved under the run's id."""
+    path = data_dir() / "reports" / context.asset_key.to_user_string() / f"{context.run.run_id}.html"
+    try:
+        return measure_drift(current, reference, columns, share, path), path
+    except ValueError as error:
+        raise Failure(description=f"{error}: check the feature view and the champion's windows") from error
 
 
-def _drift_metadata(result: DriftResult, path) -> dict:
+def _drift_metadata(result: DriftResult, path: Path) -> dict:
     return {
         "share_of_drifted_columns": result.share_drifted,
         "drifted_columns": ", ".join(result.drifted_columns) or "none",
@@ -110,6 +118,12 @@ def _data_clock(con, view: FeatureView) -> dt.datetime:
     return now
 
 
+def _latest_days(con, view: FeatureView, days: int) -> tuple[dt.datetime, dt.datetime]:
+    """The start and end of the feature view's latest `days` days."""
+    now = _data_clock(con, view)
+    return now - dt.timedelta(days=days), now
+
+
 def build_feature_drift_asset(view: FeatureView) -> AssetsDefinition:
     @asset(
         name="feature_drift_report",
@@ -136,8 +150,7 @@ def build_feature_drift_asset(view: FeatureView) -> AssetsDefinition:
         tags = model.tags  # its training and test windows among them
         features = ", ".join(view.feature_names)
         with warehouse.connect() as con:
-            now = _data_clock(con, view)
-            current_start = now - dt.timedelta(days=config.current_days)
+            current_start, now = _latest_days(con, view, config.current_days)
             current = _sample(
                 con, f"SELECT {features} FROM {view.table} WHERE event_time > $start", {"start": current_start},
                 config.sample_rows,
@@ -152,11 +165,7 @@ def build_feature_drift_asset(view: FeatureView) -> AssetsDefinition:
             f"comparing {len(current):,} rows after {current_start} with {len(reference):,} rows of champion "
             f"v{model.version}'s training window {tags['train_start']}..{tags['train_end']}"
         )
-        path = _report_path(context)
-        try:
-            result = measure_drift(current, reference, list(view.feature_names), config.drift_share, path)
-        except ValueError as error:
-            raise Failure(description=f"{error}: check the feature view and the champion's windows") from error
+        result, path = _measure(context, current, reference, list(view.feature_names), config.drift_share)
         metadata = {
             **_drift_metadata(result, path),
             "champion_version": model.version,
@@ -213,8 +222,7 @@ def build_prediction_drift_asset(view: FeatureView) -> AssetsDefinition:
         tags = model.tags  # its training and test windows among them
         features = ", ".join(view.feature_names)
         with warehouse.connect() as con:
-            now = _data_clock(con, view)
-            current_start = now - dt.timedelta(days=config.current_days)
+            current_start, now = _latest_days(con, view, config.current_days)
             current = _sample(
                 con,
                 f"SELECT s.score FROM {FRAUD_SCORES_TABLE} AS s JOIN {view.table} AS v USING (transaction_id) "
@@ -234,11 +242,7 @@ def build_prediction_drift_asset(view: FeatureView) -> AssetsDefinition:
                 "materialize fraud_scores, or let the fraud_scores sensor load the scoring service's scores"
             )
         reference = pd.DataFrame({"score": model.model.predict_proba(test_rows[list(view.feature_names)])[:, 1]})
-        path = _report_path(context)
-        try:
-            result = measure_drift(current, reference, ["score"], 1.0, path)
-        except ValueError as error:
-            raise Failure(description=f"{error}: check the champion's test window") from error
+        result, path = _measure(context, current, reference, ["score"], 1.0)
         drift = result.columns["score"]
         context.log.info(f"score drift {drift.score:.4f} ({drift.method}, threshold {drift.threshold})")
         return MaterializeResult(
