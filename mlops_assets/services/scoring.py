@@ -207,9 +207,9 @@ class FraudScoringService(BatchConsumerService):
         # Partitions advance unevenly: only history older than the slowest owned one's window
         # can go. Evicting visits only what expires, so it runs every batch, in small steps.
         owned = {tp.partition for tp in self.history.owned}
-        latest = [moment for partition, moment in self._latest_by_partition.items() if partition in owned]
-        if latest:
-            self.features.evict(min(latest))
+        owned_progress = [moment for partition, moment in self._latest_by_partition.items() if partition in owned]
+        if owned_progress:
+            self.features.evict(min(owned_progress))
 
     def _valid_transactions(self, records: list[ConsumerRecord]) -> list[tuple[ConsumerRecord, dict]]:
         """The batch's scorable transactions in time order; the others are dead-lettered."""
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             thresholds=Thresholds(args.review_threshold, args.decline_threshold),
             emit_features=args.emit_features,
         )
-    except (OSError, duckdb.Error, ModelIntegrityError) as error:
+    except (OSError, ValueError, duckdb.Error, ModelIntegrityError) as error:
         print(f"scoring service: cannot start: {error}", file=sys.stderr)
         return 1
     service.metrics.serve(args.metrics_port)
