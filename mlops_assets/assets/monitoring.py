@@ -9,6 +9,7 @@ thresholds are in its asset's run config; a failed check is what the retraining 
 import datetime as dt
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -223,25 +224,20 @@ def build_prediction_drift_asset(view: FeatureView) -> AssetsDefinition:
         features = ", ".join(view.feature_names)
         with warehouse.connect() as con:
             current_start, now = _latest_days(con, view, config.current_days)
-            current = _sample(
-                con,
-                f"SELECT s.score FROM {FRAUD_SCORES_TABLE} AS s JOIN {view.table} AS v USING (transaction_id) "
-                "WHERE s.model_version = $version AND v.event_time > $start",
-                {"version": model.version, "start": current_start},
-                config.sample_rows,
-            )
+            current, source = _stored_scores(con, view, model.version, current_start, config.sample_rows), "stored"
+            if current.empty:
+                # No score by this champion yet (it was just promoted, or nothing was scored):
+                # its scores of the same transactions, computed here and not stored.
+                latest = _sample(con, f"SELECT {features} FROM {view.table} WHERE event_time > $start",
+                                 {"start": current_start}, config.sample_rows)
+                current, source = pd.DataFrame({"score": _scores(model, latest)}), "computed from the feature view"
             test_rows = _sample(
                 con,
                 _in_window(features, view.table),
                 {"start": tags["test_start"], "end": tags["test_end"]},
                 config.sample_rows,
             )
-        if current.empty:
-            raise Failure(
-                description=f"no scores by champion v{model.version} for transactions after {current_start}: "
-                "materialize fraud_scores, or let the fraud_scores sensor load the scoring service's scores"
-            )
-        reference = pd.DataFrame({"score": model.model.predict_proba(test_rows[list(view.feature_names)])[:, 1]})
+        reference = pd.DataFrame({"score": _scores(model, test_rows)})
         result, path = _measure(context, current, reference, ["score"], 1.0)
         drift = result.columns["score"]
         context.log.info(f"score drift {drift.score:.4f} ({drift.method}, threshold {drift.threshold})")
@@ -251,6 +247,7 @@ def build_prediction_drift_asset(view: FeatureView) -> AssetsDefinition:
                 "score_drift": drift.score,
                 "current_mean_score": float(current["score"].mean()),
                 "reference_mean_score": float(reference["score"].mean()),
+                "current_scores": source,
                 "champion_version": model.version,
                 "reference_window": f"{tags['test_start']}..{tags['test_end']}",
                 "current_window": f"{current_start}..{now}",
@@ -267,14 +264,32 @@ def build_prediction_drift_asset(view: FeatureView) -> AssetsDefinition:
     return prediction_drift_report
 
 
+def _scores(model: VerifiedModel, rows: pd.DataFrame):
+    return model.model.predict_proba(rows[list(model.feature_names)])[:, 1]
+
+
+def _stored_scores(con, view: FeatureView, version: str, start: dt.datetime, rows: int) -> pd.DataFrame:
+    """The stored scores of `version` (batch, or the scoring service's through the
+    fraud_scores sensor) of the view's transactions after `start`; none if nothing is stored."""
+    try:
+        return _sample(
+            con,
+            f"SELECT s.score FROM {FRAUD_SCORES_TABLE} AS s JOIN {view.table} AS v USING (transaction_id) "
+            "WHERE s.model_version = $version AND v.event_time > $start",
+            {"version": version, "start": start},
+            rows,
+        )
+    except duckdb.CatalogException:  # no score was ever stored
+        return pd.DataFrame({"score": []})
+
+
 def _average_precision(model: VerifiedModel, rows: pd.DataFrame, known_by) -> tuple[float | None, int]:
     """The model's average precision on `rows` with the fraud reported before `known_by`
     as positives (None without any), and the number of those."""
     labels = ((rows["is_fraud"] == 1) & (rows["label_reported_at"] < known_by)).astype(int)
     if labels.sum() == 0:
         return None, 0
-    scores = model.model.predict_proba(rows[list(model.feature_names)])[:, 1]
-    return float(average_precision_score(labels, scores)), int(labels.sum())
+    return float(average_precision_score(labels, _scores(model, rows))), int(labels.sum())
 
 
 def build_performance_asset(view: FeatureView) -> AssetsDefinition:

@@ -64,3 +64,24 @@ def test_monitoring_without_a_champion_fails_with_the_fix(platform_resources, in
     assert not result.success
     failure = next(event for event in result.all_events if event.is_step_failure)
     assert "fraud_detector has no champion: materialize champion_model first" in str(failure.event_specific_data)
+
+
+def test_prediction_drift_uses_stored_scores_and_computes_them_when_there_are_none(platform_resources, instance):
+    defs = platform_definitions(platform_resources)
+    trained = _materialize(
+        defs, platform_resources, instance,
+        AssetSelection.all() - AssetSelection.groups("monitoring") - AssetSelection.assets("fraud_scores"),
+        {"ops": {"fraud_model": {"config": {"iterations": 80}}}},
+    )
+    assert trained.success
+
+    def prediction_drift():
+        result = _materialize(defs, platform_resources, instance, AssetSelection.assets("prediction_drift_report"))
+        assert result.success
+        return result.asset_materializations_for_node("prediction_drift_report")[0].metadata
+
+    assert prediction_drift()["current_scores"].value == "computed from the feature view"
+    assert _materialize(defs, platform_resources, instance, AssetSelection.assets("fraud_scores")).success
+    stored = prediction_drift()
+    assert stored["current_scores"].value == "stored"
+    assert 0 < stored["current_mean_score"].value < 1 and stored["score_drift"].value >= 0
