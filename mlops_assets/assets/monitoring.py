@@ -111,6 +111,12 @@ def _in_window(columns: str, table: str) -> str:
     return f"SELECT {columns} FROM {table} WHERE event_time >= $start::TIMESTAMP AND event_time < $end::TIMESTAMP"
 
 
+def _sample_features_after(con, view: FeatureView, start: dt.datetime, rows: int) -> pd.DataFrame:
+    """At most `rows` feature rows of the view's transactions after `start`."""
+    sql = f"SELECT {', '.join(view.feature_names)} FROM {view.table} WHERE event_time > $start"
+    return _sample(con, sql, {"start": start}, rows)
+
+
 def _data_clock(con, view: FeatureView) -> dt.datetime:
     """Now, as the data knows it: the latest transaction in the feature view."""
     now = con.execute(f"SELECT max(event_time) FROM {view.table}").fetchone()[0]
@@ -152,10 +158,7 @@ def build_feature_drift_asset(view: FeatureView) -> AssetsDefinition:
         features = ", ".join(view.feature_names)
         with warehouse.connect() as con:
             current_start, now = _latest_days(con, view, config.current_days)
-            current = _sample(
-                con, f"SELECT {features} FROM {view.table} WHERE event_time > $start", {"start": current_start},
-                config.sample_rows,
-            )
+            current = _sample_features_after(con, view, current_start, config.sample_rows)
             reference = _sample(
                 con,
                 _in_window(features, view.table),
@@ -228,8 +231,7 @@ def build_prediction_drift_asset(view: FeatureView) -> AssetsDefinition:
             if current.empty:
                 # No score by this champion yet (it was just promoted, or nothing was scored):
                 # its scores of the same transactions, computed here and not stored.
-                latest = _sample(con, f"SELECT {features} FROM {view.table} WHERE event_time > $start",
-                                 {"start": current_start}, config.sample_rows)
+                latest = _sample_features_after(con, view, current_start, config.sample_rows)
                 current, source = pd.DataFrame({"score": _scores(model, latest)}), "computed from the feature view"
             test_rows = _sample(
                 con,
