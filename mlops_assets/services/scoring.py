@@ -272,7 +272,9 @@ def build_service(
     view = load_catalog(feature_definitions_dir()).view(MODEL_FEATURE_VIEW)
     with _open_warehouse(warehouse_path) as con:
         features = OnlineFeatureStore.from_warehouse(con, view)
-    consumer = kafka.consumer(group_id=group, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = kafka.consumer(
+        TRANSACTIONS_TOPIC, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
 
     def add_to_history(value: bytes) -> None:
         try:
@@ -281,7 +283,6 @@ def build_service(
             pass  # the instance that owns its partition dead-letters it
 
     history = StreamHistory(kafka.consumer(group_id=None), consumer, TRANSACTIONS_TOPIC, add_to_history)
-    consumer.subscribe([TRANSACTIONS_TOPIC], listener=history)
     # Every instance needs every label; replaying old ones on start is harmless (idempotent).
     label_consumer = kafka.consumer(FRAUD_LABELS_TOPIC, group_id=None, auto_offset_reset="earliest")
     model = ChampionModel(ModelRegistry(tracking_uri, MODEL_NAME), view, model_check_s)

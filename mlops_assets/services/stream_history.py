@@ -1,20 +1,22 @@
-"""The transactions of the partitions a scoring instance does not own, in its feature history.
+"""Every partition's transactions in a scoring instance's feature history.
 
 A scoring instance is a consumer-group member: it scores the partitions of `transactions` it
 is assigned, and since the topic is keyed by customer it owns whole customers and their
 history. Terminal features, though, aggregate every customer's transactions, so each
 instance also reads the partitions it does not own, for history only, with a reader of its
-own (no group, no commits):
+own (no group, no commits). Before each batch is scored:
 
-- before each batch is scored, those partitions are read up to their end offsets, so every
-  transaction produced before the batch is in history. Reading ahead changes nothing: a
-  feature's window ends strictly before its transaction's time.
-- a partition the instance is given is first read up to the group's committed offset (where
-  its scoring starts; this also covers what arrived after the warehouse the store was
-  bootstrapped from), then left to the scoring consumer. A partition taken away is read
-  again from where this instance's scoring stopped.
+- the partitions it does not own are read up to their end offsets, so every transaction
+  produced before the batch is in history. Reading ahead changes nothing: a feature's window
+  ends strictly before its transaction's time.
+- for each partition in the batch, history must hold everything before the batch's first
+  record: what another instance scored before this one took the partition over, or, after a
+  start, what arrived after the warehouse the store was bootstrapped from. The reader reads
+  any such gap first.
 
-With one instance every partition is its own, so this costs nothing per batch.
+Ownership is read from the scoring consumer's assignment at each batch, so any sequence of
+rebalances between two batches ends in the right state. With one instance every partition
+is its own, so after the first batch this costs nothing.
 """
 import logging
 import time
@@ -22,18 +24,13 @@ from collections.abc import Callable, Iterable
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 log = logging.getLogger(__name__)
 
 
-class StreamHistory(ConsumerRebalanceListener):
-    """Feeds `add` every message of the partitions the scoring consumer does not own; give it
-    to the scoring consumer's `subscribe(..., listener=...)` and call `catch_up(batch)` before
-    scoring each batch.
-
-    kafka-python runs rebalance callbacks on its network thread, where no blocking call is
-    allowed, so they only note the change; `catch_up` applies it on the scoring thread."""
+class StreamHistory:
+    """Feeds `add` the messages a scoring instance's history needs; call `catch_up(batch)`
+    before scoring each batch."""
 
     def __init__(
         self,
@@ -54,61 +51,59 @@ class StreamHistory(ConsumerRebalanceListener):
         reader.seek_to_beginning(*self.partitions)
         self.owned: set[TopicPartition] = set()
         self._scored_up_to: dict[TopicPartition, int] = {}  # next offset after what was scored
-        self._assigned: list[TopicPartition] = []
-        self._revoked: list[TopicPartition] = []
-
-    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self._assigned += [tp for tp in assigned if tp in self.partitions]
-
-    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        self._revoked += [tp for tp in revoked if tp in self.partitions]
 
     def catch_up(self, batch: Iterable[ConsumerRecord]) -> None:
-        """Before `batch` is scored: applies ownership changes, and reads the partitions this
-        instance does not own up to their end offsets."""
-        self._apply_revoked()
-        self._apply_assigned()
+        """Before `batch` is scored: follows the scoring consumer's assignment, fills any gap
+        before the batch's records, and reads the partitions not owned up to their end."""
+        self._follow_assignment()
+        first: dict[TopicPartition, int] = {}
+        for record in batch:
+            tp = TopicPartition(record.topic, record.partition)
+            first[tp] = min(first.get(tp, record.offset), record.offset)
+        gaps = {tp: offset for tp, offset in first.items() if self._history_end(tp) < offset}
+        for tp in gaps:
+            self.reader.seek(tp, self._history_end(tp))
+        others = [tp for tp in self.partitions if tp not in self.owned]
+        self._read_until({**(self.reader.end_offsets(others) if others else {}), **gaps})
         for record in batch:
             tp = TopicPartition(record.topic, record.partition)
             self._scored_up_to[tp] = max(self._scored_up_to.get(tp, 0), record.offset + 1)
-        others = [tp for tp in self.partitions if tp not in self.owned]
-        if others:
-            self._read_until(self.reader.end_offsets(others))
 
-    def _apply_revoked(self) -> None:
-        for tp in self._revoked:
-            if tp in self.owned:
-                # History holds everything before where this instance's scoring stopped.
-                self.reader.seek(tp, self._scored_up_to.get(tp, self.reader.position(tp)))
-                self.reader.resume(tp)
-                self.owned.discard(tp)
-        self._revoked.clear()
+    def _history_end(self, tp: TopicPartition) -> int:
+        """The offset up to which history holds the partition: read, or scored here."""
+        return max(self.reader.position(tp), self._scored_up_to.get(tp, 0))
 
-    def _apply_assigned(self) -> None:
-        if not self._assigned:
-            return
-        new = [tp for tp in self._assigned if tp not in self.owned]
-        self._assigned.clear()
-        # Scoring starts at the group's committed offset: history must hold what is before it.
-        self._read_until({tp: offset for tp in new if (offset := self.scoring.committed(tp))})
-        self.owned.update(new)
-        self.reader.pause(*new)
-        log.info(
-            "scoring partitions %s; reading %s for history",
-            sorted(tp.partition for tp in self.owned),
-            sorted(tp.partition for tp in self.partitions if tp not in self.owned),
-        )
+    def _follow_assignment(self) -> None:
+        owned = set(self.scoring.assignment()) & set(self.partitions)
+        for tp in self.owned - owned:
+            # Given up: read it again from where this instance's history of it ends.
+            self.reader.seek(tp, self._history_end(tp))
+            self.reader.resume(tp)
+        self.reader.pause(*(owned - self.owned))
+        if owned != self.owned:
+            log.info(
+                "scoring partitions %s; reading %s for history",
+                sorted(tp.partition for tp in owned),
+                sorted(tp.partition for tp in self.partitions if tp not in owned),
+            )
+        self.owned = owned
 
     def _read_until(self, targets: dict[TopicPartition, int]) -> None:
-        """Reads the partitions not owned until each one in `targets` reached its offset."""
+        """Reads until each partition in `targets` reached its offset (owned ones are resumed
+        for as long as it takes)."""
         deadline = time.monotonic() + self.wait_s
         pending = {tp: offset for tp, offset in targets.items() if self.reader.position(tp) < offset}
-        while pending:
-            if time.monotonic() > deadline:
-                # Scoring goes on with the history it has rather than stalling.
-                log.warning("history of partitions %s not caught up in %.0f s", sorted(pending), self.wait_s)
-                return
-            for records in self.reader.poll(timeout_ms=100, max_records=10_000).values():
-                for record in records:
-                    self.add(record.value)
-            pending = {tp: offset for tp, offset in pending.items() if self.reader.position(tp) < offset}
+        gaps = [tp for tp in pending if tp in self.owned]
+        self.reader.resume(*gaps)
+        try:
+            while pending:
+                if time.monotonic() > deadline:
+                    # Scoring goes on with the history it has rather than stalling.
+                    log.warning("history of partitions %s not caught up in %.0f s", sorted(pending), self.wait_s)
+                    return
+                for records in self.reader.poll(timeout_ms=100, max_records=10_000).values():
+                    for record in records:
+                        self.add(record.value)
+                pending = {tp: offset for tp, offset in pending.items() if self.reader.position(tp) < offset}
+        finally:
+            self.reader.pause(*gaps)
