@@ -242,7 +242,7 @@ def simulate(config: SimulationConfig, progress: _Progress | None = None) -> Sim
     if config.drift is not None:
         drift_rng = np.random.default_rng([config.seed, 1])  # leaves the undrifted stream as it was
         changes_us = int(np.datetime64(config.drift_start, "us").astype(np.int64))
-        changed = _PERIOD_AFTER[config.drift](drift_rng, transactions, changes_us, period, customers, terminals)
+        changed = _CHANGES_BY_DRIFT[config.drift](drift_rng, transactions, changes_us, period, customers, terminals)
         transactions, labels = _merge(transactions, labels, changed, _fraud_labels(drift_rng, changed))
         report(f"drift: {config.drift} from {config.drift_start} ({changed.size:,} transactions added)")
     report(_fraud_summary(transactions))
@@ -676,7 +676,7 @@ def _account_takeovers(
     return _Transactions(time_us, customer, terminal, amount, scenario).within(period)
 
 
-_PERIOD_AFTER = {"spending_shift": _spending_shift, "new_fraud_pattern": _account_takeovers}
+_CHANGES_BY_DRIFT = {"spending_shift": _spending_shift, "new_fraud_pattern": _account_takeovers}
 
 
 def _merge(
