@@ -53,15 +53,20 @@ def _insert(con, contract_name: str, rows: list[tuple]) -> None:
     con.unregister("frame")
 
 
+def load_handmade(con, transactions: list[tuple] = TRANSACTIONS) -> None:
+    """The hand-made inputs (or other `transactions` with the same labels and profiles)."""
+    for contract in CONTRACTS.values():
+        ensure_tables(con, contract)
+    _insert(con, "transactions", transactions)
+    _insert(con, "fraud_labels", LABELS)
+    _insert(con, "customers", CUSTOMERS)
+    _insert(con, "terminals", TERMINALS)
+
+
 @pytest.fixture
 def handmade(warehouse):
     with warehouse.connect() as con:
-        for contract in CONTRACTS.values():
-            ensure_tables(con, contract)
-        _insert(con, "transactions", TRANSACTIONS)
-        _insert(con, "fraud_labels", LABELS)
-        _insert(con, "customers", CUSTOMERS)
-        _insert(con, "terminals", TERMINALS)
+        load_handmade(con)
         yield con
 
 

@@ -19,7 +19,7 @@ from mlops_assets.features.offline import (
     label_group_sql,
 )
 from mlops_assets.features.online import OnlineFeatureStore
-from mlops_assets.ingestion import ensure_tables, load_file
+from mlops_assets.ingestion import load_file
 from mlops_assets.resources.warehouse import WarehouseResource
 from mlops_assets.settings import REPOSITORY_ROOT
 from mlops_assets_tests.features.test_offline import (
@@ -31,7 +31,7 @@ from mlops_assets_tests.features.test_offline import (
     T0,
     TERMINALS,
     TRANSACTIONS,
-    _insert,
+    load_handmade,
 )
 
 VIEW = "fraud_feature_view"
@@ -46,15 +46,6 @@ AFTER_A_GAP = [
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def _load_handmade(con, transactions: list[tuple] = TRANSACTIONS) -> None:
-    for contract in CONTRACTS.values():
-        ensure_tables(con, contract)
-    _insert(con, "transactions", transactions)
-    _insert(con, "fraud_labels", LABELS)
-    _insert(con, "customers", CUSTOMERS)
-    _insert(con, "terminals", TERMINALS)
 
 
 def _build_offline_view(con, catalog: FeatureCatalog) -> tuple[FeatureView, pd.DataFrame]:
@@ -132,7 +123,7 @@ def _names_of(view: FeatureView, function: str) -> list[str]:
 @pytest.fixture
 def handmade(warehouse, catalog):
     with warehouse.connect() as con:
-        _load_handmade(con)
+        load_handmade(con)
         view, offline = _build_offline_view(con, catalog)
         yield con, view, offline
 
@@ -206,7 +197,7 @@ def test_a_late_transaction_counts_for_the_ones_after_it(handmade):
 def test_eviction_drops_old_history_but_no_feature_changes(warehouse, catalog):
     transactions = TRANSACTIONS + AFTER_A_GAP
     with warehouse.connect() as con:
-        _load_handmade(con, transactions)
+        load_handmade(con, transactions)
         view, offline = _build_offline_view(con, catalog)
     store = _handmade_store(view)
     for transaction in _as_dicts(TRANSACTIONS):
@@ -331,7 +322,7 @@ def test_a_feature_added_in_yaml_only_is_served_online(warehouse, tmp_path: Path
         path.write_text(path.read_text().rstrip("\n") + "\n" + entries)
     catalog = load_catalog(definitions)
     with warehouse.connect() as con:
-        _load_handmade(con)
+        load_handmade(con)
         view, offline = _build_offline_view(con, catalog)
     assert {"customer_amount_max_1d", "tx_is_evening_or_night"} <= set(view.feature_names)
     online = _replay(_handmade_store(view), _as_dicts(TRANSACTIONS), LABELS)
