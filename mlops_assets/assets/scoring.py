@@ -110,13 +110,11 @@ def build_fraud_scores_asset(view: FeatureView) -> AssetsDefinition:
             con.execute("COMMIT")
             counts = rows["decision"].value_counts().to_dict()
             context.log.info(f"scored {len(rows):,} transactions with {model.name} v{model.version}: {counts}")
-            return warehouse_materialization(
+            return _scores_materialization(
                 context,
                 con,
-                FRAUD_SCORES_TABLE,
-                upstream=[view.name],
-                time_column="scored_at",
-                extra_metadata={
+                view,
+                {
                     "scored_transactions": len(rows),
                     "model_version": model.version,
                     "decisions": str(counts),
@@ -138,11 +136,13 @@ def _load_streamed_scores(
     with warehouse.connect() as con:
         report = load_messages(con, FRAUD_SCORES, messages, source, context.run.run_id)
         context.log.info(report.summary())
-        return warehouse_materialization(
-            context,
-            con,
-            FRAUD_SCORES_TABLE,
-            upstream=[view.name],
-            time_column="scored_at",
-            extra_metadata=report.as_metadata(),
-        )
+        return _scores_materialization(context, con, view, report.as_metadata())
+
+
+def _scores_materialization(
+    context: AssetExecutionContext, con, view: FeatureView, metadata: dict
+) -> MaterializeResult:
+    """The scores table's lineage and metadata, whichever way its rows came."""
+    return warehouse_materialization(
+        context, con, FRAUD_SCORES_TABLE, upstream=[view.name], time_column="scored_at", extra_metadata=metadata
+    )

@@ -199,9 +199,8 @@ class FraudScoringService(BatchConsumerService):
         self.metrics.messages_out.inc(len(transactions))
         self.metrics.model_version.set(float(model.version))
         acknowledged = time.time()
-        for record, _ in transactions:
-            self.metrics.latency.observe(max(0.0, acknowledged - (record.timestamp / 1000 if record.timestamp else received)))
         for record, transaction in transactions:
+            self.metrics.latency.observe(max(0.0, acknowledged - (record.timestamp / 1000 if record.timestamp else received)))
             latest = self._latest_by_partition.get(record.partition)
             self._latest_by_partition[record.partition] = max(latest or transaction["event_time"], transaction["event_time"])
         # Partitions advance unevenly: only history older than the slowest owned one's window

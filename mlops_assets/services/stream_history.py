@@ -45,6 +45,7 @@ class StreamHistory:
         self.add = add
         self.wait_s = wait_s
         self.partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+        self._topic_partitions = frozenset(self.partitions)
         if not self.partitions:
             raise ValueError(f"topic {topic} has no partitions: create the topics first")
         reader.assign(self.partitions)
@@ -56,25 +57,25 @@ class StreamHistory:
         """Before `batch` is scored: follows the scoring consumer's assignment, fills any gap
         before the batch's records, and reads the partitions not owned up to their end."""
         self._follow_assignment()
-        first: dict[TopicPartition, int] = {}
+        offsets: dict[TopicPartition, tuple[int, int]] = {}  # the batch's first and last per partition
         for record in batch:
             tp = TopicPartition(record.topic, record.partition)
-            first[tp] = min(first.get(tp, record.offset), record.offset)
-        gaps = {tp: offset for tp, offset in first.items() if self._history_end(tp) < offset}
+            first, last = offsets.get(tp, (record.offset, record.offset))
+            offsets[tp] = (min(first, record.offset), max(last, record.offset))
+        gaps = {tp: first for tp, (first, _) in offsets.items() if self._history_end(tp) < first}
         for tp in gaps:
             self.reader.seek(tp, self._history_end(tp))
         others = [tp for tp in self.partitions if tp not in self.owned]
         self._read_until({**(self.reader.end_offsets(others) if others else {}), **gaps})
-        for record in batch:
-            tp = TopicPartition(record.topic, record.partition)
-            self._scored_up_to[tp] = max(self._scored_up_to.get(tp, 0), record.offset + 1)
+        for tp, (_, last) in offsets.items():
+            self._scored_up_to[tp] = max(self._scored_up_to.get(tp, 0), last + 1)
 
     def _history_end(self, tp: TopicPartition) -> int:
         """The offset up to which history holds the partition: read, or scored here."""
         return max(self.reader.position(tp), self._scored_up_to.get(tp, 0))
 
     def _follow_assignment(self) -> None:
-        owned = set(self.scoring.assignment()) & set(self.partitions)
+        owned = self.scoring.assignment() & self._topic_partitions
         for tp in self.owned - owned:
             # Given up: read it again from where this instance's history of it ends.
             self.reader.seek(tp, self._history_end(tp))
