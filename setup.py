@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "evidently==0.7.23",
     "kafka-python==3.0.12",
     "crc32c==2.9.post0",  # kafka-python checksums every record batch with it; without it, in pure Python
+    "orjson==3.13.0",  # the JSON of every message the scoring service reads and writes
     "matplotlib==3.11.2",
     "mlflow==3.17.2",
     "noida-db==0.2.3",

@@ -19,15 +19,16 @@ the sorted times, so transactions that arrive out of order are placed where they
 No feature is named here: each catalog `Feature` is computed by the implementation of its
 `function` (`_FUNCTIONS`), so a feature added in YAML alone is served online too.
 """
-import math
+from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
+import numpy as np
 
 from mlops_assets.features.catalog import Feature, FeatureView
 from mlops_assets.features.offline import (
@@ -59,6 +60,10 @@ def _micros(moment: datetime) -> int:
     return (_naive_utc(moment) - _EPOCH) // _MICROSECOND
 
 
+def _entity(by: tuple[str, ...], transaction: Mapping[str, Any]) -> Entity:
+    return tuple([transaction[column] for column in by])
+
+
 @dataclass(eq=False)  # compared and hashed by identity
 class _History:
     """One entity's transactions sorted by time, and the fraud reports among them."""
@@ -66,7 +71,8 @@ class _History:
     by: tuple[str, ...]  # its key in the store
     entity: Entity
     times: list[int] = field(default_factory=list)
-    values: dict[str, list[float]] = field(default_factory=dict)  # column -> aligned values
+    # column -> aligned values, as C doubles so that windows are gathered by copying bytes
+    values: dict[str, array] = field(default_factory=dict)
     fraud_times: list[int] = field(default_factory=list)  # sorted event times of frauds
     fraud_reported: list[int] = field(default_factory=list)  # aligned: when reported
 
@@ -74,7 +80,9 @@ class _History:
         index = bisect_left(self.times, time)
         self.times.insert(index, time)
         for column, value in values.items():
-            self.values.setdefault(column, []).insert(index, value)
+            if column not in self.values:
+                self.values[column] = array("d")
+            self.values[column].insert(index, value)
 
     def add_fraud(self, time: int, reported: int) -> None:
         index = bisect_left(self.fraud_times, time)
@@ -94,8 +102,7 @@ class _History:
         return latest
 
 
-@dataclass(frozen=True)
-class _Recorded:
+class _Recorded(NamedTuple):  # a tuple: one is made per transaction, on the hot path
     """A transaction in history: enough to attach a fraud report that arrives later, and to
     find the histories it leaves when it expires."""
 
@@ -105,163 +112,242 @@ class _Recorded:
 
 @dataclass(frozen=True)
 class _Spec:
-    """A catalog feature compiled for the store: its implementation, and the query slots it
+    """A catalog feature compiled for the store: its implementation, and the batch slots it
     reads (its entity, its window's bounds, its window's `of` values), which features with
     the same `by`, window and `of` share."""
 
     feature: Feature
-    function: Callable[["_Spec", "_Query"], float]
+    function: Callable[["_Spec", "_Batch"], np.ndarray]
     params: dict[str, Any]
-    grouping: int | None  # index into `_Query.entities`; None for a feature without `by`
-    window: int | None  # index into `_Query.windows`; None for a feature without `by`
-    values: int | None  # index into the query's value slices; None for a feature without `of`
+    grouping: int | None  # index into `_Batch.entities`; None for a feature without `by`
+    window: int | None  # index into `_Batch.windows`; None for a feature without `by`
+    values: int | None  # index into the batch's value slots; None for a feature without `of`
 
 
-class _Query:
-    """One transaction being scored: its time, its entities, and its windows' bounds.
+class _Batch:
+    """Transactions whose features are computed together, from the store as it is.
 
-    The bounds of every (by, window) the view uses are found up front, one bisection each,
-    because every windowed feature needs them; value slices and means are taken on demand
-    and shared by the features that read the same window and column."""
+    The Python work per transaction is finding its entities' histories and each (by, window)
+    bound the view uses, one bisection each; the aggregates are then taken over the whole
+    batch at once with numpy, on each window's values laid end to end. Value slots and
+    means are taken on demand and shared by the features that read the same window and
+    column."""
 
-    def __init__(self, store: "OnlineFeatureStore", transaction: Mapping[str, Any]):
+    def __init__(
+        self,
+        store: "OnlineFeatureStore",
+        transactions: Sequence[Mapping[str, Any]],
+        times: list[int],
+        histories: list[tuple["_History | None", ...]],
+    ):
+        """`times`: the transactions' times; `histories`: each one's entities' histories
+        (None: no history yet), in the store's grouping order."""
         self.store = store
-        self.transaction = transaction
-        self.moment = _naive_utc(transaction["event_time"])
-        self.time = time = (self.moment - _EPOCH) // _MICROSECOND
-        self.entities: list[Entity] = []
-        histories: list[_History | None] = []
-        ends: list[int] = []
-        for by in store._groupings:
-            entity = tuple([transaction[column] for column in by])
-            history = store._histories[by].get(entity)
-            self.entities.append(entity)
-            histories.append(history)
-            ends.append(bisect_left(history.times, time) if history else 0)
-        self.windows: list[tuple[_History | None, int, int]] = []
+        self.transactions = transactions
+        self.time_list = times
+        self.times = np.array(times, dtype=np.int64)
+        # Per grouping: each transaction's history.
+        self.histories: list[list[_History | None]] = [list(column) for column in zip(*histories)] or [
+            [] for _ in store._groupings
+        ]
+        ends = [
+            [bisect_left(h.times, t) if h else 0 for h, t in zip(grouping, times)] for grouping in self.histories
+        ]
+        # Per (by, window): each transaction's window as [start, end) indexes into its history.
+        self.windows: list[tuple[list[int], list[int]]] = []
         for grouping, micros in store._windows:
-            history, end = histories[grouping], ends[grouping]
-            start = 0 if history is None or micros is None else bisect_left(history.times, time - micros, 0, end)
-            self.windows.append((history, start, end))
-        self._values: list[list[float] | None] = [None] * store._value_slots
-        self._means: list[float | None] = [None] * store._value_slots
+            histories, window_ends = self.histories[grouping], ends[grouping]
+            if micros is None:
+                starts = [0] * len(transactions)
+            else:
+                starts = [
+                    bisect_left(h.times, t - micros, 0, end) if h else 0
+                    for h, t, end in zip(histories, self.time_list, window_ends)
+                ]
+            self.windows.append((starts, window_ends))
+        self._counts: list[np.ndarray | None] = [None] * len(store._windows)
+        self._values: list[tuple[np.ndarray, np.ndarray] | None] = [None] * store._value_slots
+        self._means: list[np.ndarray | None] = [None] * store._value_slots
 
-    def window_start(self, spec: _Spec) -> int:
-        """`t - w` (inclusive); the beginning of time for whole-history features."""
+    def matrix(self) -> np.ndarray:
+        """The batch's features: a row per transaction, a column per feature of the view."""
+        if not self.transactions:
+            return np.empty((0, len(self.store._specs)))
+        return np.column_stack([spec.function(spec, self) for spec in self.store._specs])
+
+    def window_starts(self, spec: _Spec) -> list[int]:
+        """`t - w` (inclusive) per transaction; the beginning of time for whole-history features."""
         if spec.feature.window_seconds is None:
-            return -1 << 63
-        return self.time - spec.feature.window_seconds * _MICROS_PER_SECOND
+            return [-1 << 63] * len(self.time_list)
+        micros = spec.feature.window_seconds * _MICROS_PER_SECOND
+        return [t - micros for t in self.time_list]
 
-    def values(self, spec: _Spec) -> list[float]:
-        """The `of` values of the entity's events in the feature's window."""
-        values = self._values[spec.values]
-        if values is None:
-            history, start, end = self.windows[spec.window]
-            values = history.values[spec.feature.of][start:end] if history else []
-            self._values[spec.values] = values
-        return values
+    def counts(self, spec: _Spec) -> np.ndarray:
+        """The number of the entity's events in each transaction's window."""
+        counts = self._counts[spec.window]
+        if counts is None:
+            starts, ends = self.windows[spec.window]
+            counts = self._counts[spec.window] = np.array(ends, dtype=np.int64) - np.array(starts, dtype=np.int64)
+        return counts
 
-    def mean(self, spec: _Spec) -> float:
-        """The mean of `values(spec)`, NaN for an empty window."""
+    def values(self, spec: _Spec) -> tuple[np.ndarray, np.ndarray]:
+        """The `of` values of every transaction's window laid end to end, and where each
+        window's values begin in them."""
+        slot = self._values[spec.values]
+        if slot is None:
+            starts, ends = self.windows[spec.window]
+            column = spec.feature.of
+            laid = b"".join(
+                [
+                    history.values[column][start:end]
+                    for history, start, end in zip(self.histories[spec.grouping], starts, ends)
+                    if end > start
+                ]
+            )
+            counts = self.counts(spec)
+            offsets = np.zeros(len(counts), dtype=np.int64)
+            np.cumsum(counts[:-1], out=offsets[1:])
+            slot = self._values[spec.values] = (np.frombuffer(laid, dtype=float), offsets)
+        return slot
+
+    def sums(self, spec: _Spec, laid: np.ndarray) -> np.ndarray:
+        """The sum of each window's share of `laid` (laid out as `values(spec)`); 0 if empty."""
+        _, offsets = self.values(spec)
+        # A 0 after the end keeps every offset a valid index, even of trailing empty windows;
+        # reduceat gives an empty window the value at its offset, hence the `where`.
+        sums = np.add.reduceat(np.append(laid, 0.0), offsets)
+        return np.where(self.counts(spec) > 0, sums, 0.0)
+
+    def mean(self, spec: _Spec) -> np.ndarray:
+        """The mean of each window's values, NaN for an empty window."""
         mean = self._means[spec.values]
         if mean is None:
-            values = self.values(spec)
-            mean = self._means[spec.values] = sum(values) / len(values) if values else NAN
+            laid, _ = self.values(spec)
+            with np.errstate(invalid="ignore"):
+                mean = self._means[spec.values] = self.sums(spec, laid) / self.counts(spec)
         return mean
 
+    def extreme(self, spec: _Spec, reduce: np.ufunc) -> np.ndarray:
+        """`reduce` (np.minimum or np.maximum) of each window's values, NaN for an empty window."""
+        laid, offsets = self.values(spec)
+        counts = self.counts(spec)
+        if not laid.size:
+            return np.full(len(counts), NAN)
+        # The last value again after the end: a valid index for trailing empty windows, and
+        # no change to the last window's extreme.
+        return np.where(counts > 0, reduce.reduceat(np.append(laid, laid[-1]), offsets), NAN)
 
-# --- One implementation per catalog function -------------------------------------------
+    def column(self, name: str) -> np.ndarray:
+        """A column of the transactions themselves."""
+        return np.array([float(transaction[name]) for transaction in self.transactions])
+
+    def hours(self) -> np.ndarray:
+        return (self.times // (3600 * _MICROS_PER_SECOND)) % 24
 
 
-def _value(spec: _Spec, query: _Query) -> float:
-    return float(query.transaction[spec.feature.of])
+# --- One implementation per catalog function: a column of values for a batch -------------
 
 
-def _hour_of_day(spec: _Spec, query: _Query) -> float:
-    return float(query.moment.hour)
+def _value(spec: _Spec, batch: _Batch) -> np.ndarray:
+    return batch.column(spec.feature.of)
 
 
-def _is_weekend(spec: _Spec, query: _Query) -> float:
-    return float(query.moment.weekday() in (_SATURDAY, _SUNDAY))
+def _hour_of_day(spec: _Spec, batch: _Batch) -> np.ndarray:
+    return batch.hours().astype(float)
 
 
-def _is_night(spec: _Spec, query: _Query) -> float:
-    start, end, hour = spec.params["from_hour"], spec.params["to_hour"], query.moment.hour
+def _is_weekend(spec: _Spec, batch: _Batch) -> np.ndarray:
+    weekday = (batch.times // (86_400 * _MICROS_PER_SECOND) + _EPOCH.weekday()) % 7
+    return np.isin(weekday, (_SATURDAY, _SUNDAY)).astype(float)
+
+
+def _is_night(spec: _Spec, batch: _Batch) -> np.ndarray:
+    start, end, hour = spec.params["from_hour"], spec.params["to_hour"], batch.hours()
     if start < end:
-        return float(start <= hour < end)
-    return float(hour >= start or hour < end)  # a night that wraps midnight
+        return ((start <= hour) & (hour < end)).astype(float)
+    return ((hour >= start) | (hour < end)).astype(float)  # a night that wraps midnight
 
 
-def _distance_from_home_km(spec: _Spec, query: _Query) -> float:
-    home = query.store._customers.get(query.transaction["customer_id"])
-    terminal = query.store._terminals.get(query.transaction["terminal_id"])
-    if home is None or terminal is None:
-        return NAN
-    (home_lat, home_lon), (lat, lon) = home, terminal
-    a = math.sin(math.radians(lat - home_lat) / 2) ** 2 + math.cos(math.radians(home_lat)) * math.cos(
-        math.radians(lat)
-    ) * math.sin(math.radians(lon - home_lon) / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
+def _distance_from_home_km(spec: _Spec, batch: _Batch) -> np.ndarray:
+    missing = (NAN, NAN)
+    customers, terminals = batch.store._customers, batch.store._terminals
+    home_lat, home_lon = np.radians(
+        np.array([customers.get(t["customer_id"], missing) for t in batch.transactions], dtype=float).reshape(-1, 2).T
+    )
+    lat, lon = np.radians(
+        np.array([terminals.get(t["terminal_id"], missing) for t in batch.transactions], dtype=float).reshape(-1, 2).T
+    )
+    a = np.sin((lat - home_lat) / 2) ** 2 + np.cos(home_lat) * np.cos(lat) * np.sin((lon - home_lon) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a))
 
 
-def _seconds_since_previous(spec: _Spec, query: _Query) -> float:
-    history, _, end = query.windows[spec.window]
-    latest = history.times[end - 1] if history and end else None
-    dropped = query.store._latest_dropped[spec.feature.by].get(query.entities[spec.grouping])
-    if dropped is not None and dropped < query.time and (latest is None or dropped > latest):
-        latest = dropped
-    return NAN if latest is None else (query.time - latest) / 1e6
+def _seconds_since_previous(spec: _Spec, batch: _Batch) -> np.ndarray:
+    _, ends = batch.windows[spec.window]
+    by = spec.feature.by
+    dropped = batch.store._latest_dropped[by]
+    seconds = []
+    for transaction, history, end, time in zip(batch.transactions, batch.histories[spec.grouping], ends, batch.time_list):
+        latest = history.times[end - 1] if end else None
+        earlier = dropped.get(history.entity if history else _entity(by, transaction))
+        if earlier is not None and earlier < time and (latest is None or earlier > latest):
+            latest = earlier
+        seconds.append(NAN if latest is None else (time - latest) / 1e6)
+    return np.array(seconds)
 
 
-def _count(spec: _Spec, query: _Query) -> float:
-    _, start, end = query.windows[spec.window]
-    return float(end - start)
+def _count(spec: _Spec, batch: _Batch) -> np.ndarray:
+    return batch.counts(spec).astype(float)
 
 
-def _sum(spec: _Spec, query: _Query) -> float:
-    return float(sum(query.values(spec)))
+def _sum(spec: _Spec, batch: _Batch) -> np.ndarray:
+    laid, _ = batch.values(spec)
+    return batch.sums(spec, laid)
 
 
-def _mean(spec: _Spec, query: _Query) -> float:
-    return query.mean(spec)
+def _mean(spec: _Spec, batch: _Batch) -> np.ndarray:
+    return batch.mean(spec)
 
 
-def _stddev(spec: _Spec, query: _Query) -> float:
-    values = query.values(spec)
-    if len(values) < 2:
-        return NAN
-    mean = query.mean(spec)
+def _stddev(spec: _Spec, batch: _Batch) -> np.ndarray:
+    laid, _ = batch.values(spec)
+    counts = batch.counts(spec)
     # Two passes (mean, then squared deviations), not running sums of squares: those cancel
     # badly when the amounts are large next to their spread, and parity is to 1e-9.
-    return math.sqrt(sum([(value - mean) * (value - mean) for value in values]) / (len(values) - 1))
+    deviations = laid - np.repeat(batch.mean(spec), counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variance = batch.sums(spec, deviations * deviations) / (counts - 1)
+    return np.where(counts >= 2, np.sqrt(variance), NAN)
 
 
-def _min(spec: _Spec, query: _Query) -> float:
-    values = query.values(spec)
-    return min(values) if values else NAN
+def _min(spec: _Spec, batch: _Batch) -> np.ndarray:
+    return batch.extreme(spec, np.minimum)
 
 
-def _max(spec: _Spec, query: _Query) -> float:
-    values = query.values(spec)
-    return max(values) if values else NAN
+def _max(spec: _Spec, batch: _Batch) -> np.ndarray:
+    return batch.extreme(spec, np.maximum)
 
 
-def _ratio_to_mean(spec: _Spec, query: _Query) -> float:
-    mean = query.mean(spec)
-    return NAN if mean == 0 else float(query.transaction[spec.feature.of]) / mean
+def _ratio_to_mean(spec: _Spec, batch: _Batch) -> np.ndarray:
+    mean = batch.mean(spec)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mean == 0, NAN, batch.column(spec.feature.of) / mean)
 
 
-def _known_fraud_rate(spec: _Spec, query: _Query) -> float:
-    history, start, end = query.windows[spec.window]
-    if end == start:
-        return NAN
-    first = bisect_left(history.fraud_times, query.window_start(spec))
-    last = bisect_left(history.fraud_times, query.time, first)
-    known = sum(1 for reported in history.fraud_reported[first:last] if reported < query.time)
-    return known / (end - start)
+def _known_fraud_rate(spec: _Spec, batch: _Batch) -> np.ndarray:
+    known = []
+    for history, start, time in zip(batch.histories[spec.grouping], batch.window_starts(spec), batch.time_list):
+        if history is None or not history.fraud_times:
+            known.append(0)
+            continue
+        first = bisect_left(history.fraud_times, start)
+        last = bisect_left(history.fraud_times, time, first)
+        known.append(sum(1 for reported in history.fraud_reported[first:last] if reported < time))
+    counts = batch.counts(spec)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, np.array(known) / counts, NAN)
 
 
-_FUNCTIONS: dict[str, Callable[[_Spec, _Query], float]] = {
+_FUNCTIONS: dict[str, Callable[[_Spec, _Batch], np.ndarray]] = {
     "value": _value,
     "hour_of_day": _hour_of_day,
     "is_weekend": _is_weekend,
@@ -361,19 +447,28 @@ class OnlineFeatureStore:
             store._load_reports(con, start, as_of)
         return store
 
-    def features(self, transaction: dict) -> dict[str, float]:
+    def features(self, transaction: Mapping[str, Any]) -> dict[str, float]:
         """Every feature of the view for `transaction`, in `view.feature_names` order, from
-        the history strictly before its time; a missing value is NaN."""
-        return dict(zip(self._names, self.vector(transaction)))
+        the history strictly before its time; a missing value is NaN. Records nothing."""
+        histories = tuple(self._histories[by].get(_entity(by, transaction)) for by in self._groupings)
+        batch = _Batch(self, [transaction], [_micros(transaction["event_time"])], [histories])
+        return dict(zip(self._names, batch.matrix()[0].tolist()))
 
-    def vector(self, transaction: dict) -> list[float]:
-        """The values of `features(transaction)` alone, in `view.feature_names` order."""
-        query = _Query(self, transaction)
-        return [spec.function(spec, query) for spec in self._specs]
-
-    def add_transaction(self, transaction: dict) -> None:
+    def add_transaction(self, transaction: Mapping[str, Any]) -> None:
         """Records `transaction` in history; a transaction id already recorded is ignored."""
         self._record(transaction["transaction_id"], _micros(transaction["event_time"]), transaction)
+
+    def add_transactions(self, transactions: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Records a batch in history and returns its feature matrix: a row per transaction,
+        in `view.feature_names` order. Each row is `features()` of its transaction from the
+        history strictly before its time, the batch's earlier transactions included, so the
+        batch gives what scoring its transactions one at a time in time order would."""
+        times = [_micros(transaction["event_time"]) for transaction in transactions]
+        histories = [
+            self._record(transaction["transaction_id"], time, transaction)
+            for transaction, time in zip(transactions, times)
+        ]
+        return _Batch(self, transactions, times, histories).matrix()
 
     def add_label(self, transaction_id: str, is_fraud: int, reported_at: datetime) -> None:
         """A fraud report (or a cleared dispute, is_fraud=0); the first one per id counts."""
@@ -416,16 +511,20 @@ class OnlineFeatureStore:
 
     # --- internals ------------------------------------------------------------------------
 
-    def _record(self, transaction_id: str, time: int, transaction: Mapping[str, Any]) -> None:
-        if transaction_id in self._transactions:
-            return
-        entities = tuple((by, tuple(transaction[column] for column in by)) for by in self._histories)
+    def _record(
+        self, transaction_id: str, time: int, transaction: Mapping[str, Any]
+    ) -> tuple[_History | None, ...]:
+        """Records a transaction; returns its entities' histories (None: it has none)."""
+        recorded = self._transactions.get(transaction_id)
+        if recorded is not None:
+            return recorded.histories
+        entities = [(by, _entity(by, transaction)) for by in self._groupings]
         if self._horizon is not None and time < self._horizon:
             # Already out of every window; only the whole-history features can tell.
             for by, entity in entities:
                 if by in self._whole_history_bys:
                     self._remember_dropped(by, entity, time)
-            return
+            return tuple(self._histories[by].get(entity) for by, entity in entities)
         values = {column: float(transaction[column]) for column in self._columns}
         histories = []
         for by, entity in entities:
@@ -434,11 +533,12 @@ class OnlineFeatureStore:
                 history = self._histories[by][entity] = _History(by, entity)
             history.add(time, values)
             histories.append(history)
-        self._transactions[transaction_id] = _Recorded(time, tuple(histories))
+        recorded = self._transactions[transaction_id] = _Recorded(time, tuple(histories))
         heappush(self._expiring_transactions, (time, transaction_id))
         report = self._reports.get(transaction_id)
         if report is not None and report[0] == 1:
-            self._attach_fraud(self._transactions[transaction_id], report[1])
+            self._attach_fraud(recorded, report[1])
+        return recorded.histories
 
     def _report(self, transaction_id: str, is_fraud: int, reported: int) -> None:
         if transaction_id in self._reports:

@@ -93,7 +93,6 @@ def _replay(
             evicted_day = now.date()
         features = store.features(transaction)
         assert list(features) == list(store.view.feature_names)
-        np.testing.assert_array_equal(store.vector(transaction), list(features.values()))  # as the service scores
         rows[transaction["transaction_id"]] = features
         store.add_transaction(transaction)
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -180,6 +179,24 @@ def test_out_of_order_arrival_gives_offline_values(handmade, seed):
         {t["transaction_id"]: store.features(t) for t in _as_dicts(TRANSACTIONS)}, orient="index"
     )
     _assert_parity(online, offline, view)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_batch_gives_the_features_of_one_at_a_time(handmade, seed):
+    """As the scoring service scores: a batch in any order, duplicates included, recorded and
+    computed together, equals the offline view row for row."""
+    _, view, offline = handmade
+    store = _handmade_store(view)
+    for label in LABELS:
+        store.add_label(*label)
+    transactions = _as_dicts(TRANSACTIONS)
+    batch = transactions + transactions[:3]
+    random.Random(seed).shuffle(batch)
+    matrix = store.add_transactions(batch)
+    assert matrix.shape == (len(batch), len(view.feature_names))
+    online = pd.DataFrame(matrix, index=[t["transaction_id"] for t in batch], columns=list(view.feature_names))
+    _assert_parity(online, offline, view)
+    assert store.add_transactions([]).shape == (0, len(view.feature_names))
 
 
 def test_a_late_transaction_counts_for_the_ones_after_it(handmade):
