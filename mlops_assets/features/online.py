@@ -21,9 +21,10 @@ No feature is named here: each catalog `Feature` is computed by the implementati
 """
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from collections import deque
 from heapq import heappop, heappush
 from typing import Any, NamedTuple
 
@@ -44,6 +45,7 @@ _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 _MICROS_PER_SECOND = 1_000_000
 _SATURDAY, _SUNDAY = 5, 6  # datetime.weekday()
+_STALE_ENTRIES = 8  # expired entries a history may hold before it drops them
 
 Entity = tuple[str, ...]  # the values of a feature's `by` columns, in `by` order
 
@@ -64,25 +66,33 @@ def _entity(by: tuple[str, ...], transaction: Mapping[str, Any]) -> Entity:
     return tuple([transaction[column] for column in by])
 
 
-@dataclass(eq=False)  # compared and hashed by identity
 class _History:
-    """One entity's transactions sorted by time, and the fraud reports among them."""
+    """One entity's transactions sorted by time, the values of the columns its features
+    aggregate, and the fraud reports among them. Compared and hashed by identity."""
 
-    by: tuple[str, ...]  # its key in the store
-    entity: Entity
-    times: list[int] = field(default_factory=list)
-    # column -> aligned values, as C doubles so that windows are gathered by copying bytes
-    values: dict[str, array] = field(default_factory=dict)
-    fraud_times: list[int] = field(default_factory=list)  # sorted event times of frauds
-    fraud_reported: list[int] = field(default_factory=list)  # aligned: when reported
+    __slots__ = ("by", "entity", "times", "values", "fraud_times", "fraud_reported")
 
-    def add(self, time: int, values: dict[str, float]) -> None:
-        index = bisect_left(self.times, time)
-        self.times.insert(index, time)
-        for column, value in values.items():
-            if column not in self.values:
-                self.values[column] = array("d")
-            self.values[column].insert(index, value)
+    def __init__(self, by: tuple[str, ...], entity: Entity, columns: Iterable[str]):
+        self.by = by  # its key in the store
+        self.entity = entity
+        self.times: list[int] = []
+        # column -> aligned values, as C doubles so that windows are gathered by copying bytes
+        self.values: dict[str, array] = {column: array("d") for column in columns}
+        self.fraud_times: list[int] = []  # sorted event times of frauds
+        self.fraud_reported: list[int] = []  # aligned: when reported
+
+    def add(self, time: int, values: Mapping[str, float]) -> None:
+        times = self.times
+        if not times or time >= times[-1]:  # in time order, as nearly always
+            # (Among equal times order does not matter: a window has all of them or none.)
+            times.append(time)
+            for column, aligned in self.values.items():
+                aligned.append(values[column])
+            return
+        index = bisect_left(times, time)
+        times.insert(index, time)
+        for column, aligned in self.values.items():
+            aligned.insert(index, values[column])
 
     def add_fraud(self, time: int, reported: int) -> None:
         index = bisect_left(self.fraud_times, time)
@@ -100,6 +110,28 @@ class _History:
         del self.fraud_times[:frauds]
         del self.fraud_reported[:frauds]
         return latest
+
+
+class _ExpiryQueue:
+    """Keys by time, taken out oldest first. Keys nearly always come in time order: those
+    wait in a queue (constant time each way); only the few that come late go to a heap."""
+
+    def __init__(self) -> None:
+        self._in_order: deque[tuple[int, str]] = deque()
+        self._late: list[tuple[int, str]] = []
+
+    def push(self, time: int, key: str) -> None:
+        if not self._in_order or time >= self._in_order[-1][0]:
+            self._in_order.append((time, key))
+        else:
+            heappush(self._late, (time, key))
+
+    def pop_before(self, time: int) -> Iterator[str]:
+        """Takes out and yields the keys of times before `time`."""
+        while self._in_order and self._in_order[0][0] < time:
+            yield self._in_order.popleft()[1]
+        while self._late and self._late[0][0] < time:
+            yield heappop(self._late)[1]
 
 
 class _Recorded(NamedTuple):  # a tuple: one is made per transaction, on the hot path
@@ -406,6 +438,7 @@ class OnlineFeatureStore:
         ) * _MICROS_PER_SECOND
         # Columns aggregated over windows, stored per event.
         self._columns = sorted({f.of for f in self._features if f.by and f.of})
+        self._columns_of = {by: sorted({f.of for f in self._features if f.by == by and f.of}) for by in bys}
         self._customers = dict(customers)
         self._terminals = dict(terminals)
         self._histories: dict[tuple[str, ...], dict[Entity, _History]] = {by: {} for by in bys}
@@ -416,10 +449,10 @@ class OnlineFeatureStore:
         }
         self._transactions: dict[str, _Recorded] = {}
         self._reports: dict[str, tuple[int, int]] = {}  # transaction_id -> (is_fraud, reported)
-        # Min-heaps of (time, transaction id) by event time and by report time, so that
-        # eviction visits only what expires, not all state.
-        self._expiring_transactions: list[tuple[int, str]] = []
-        self._expiring_reports: list[tuple[int, str]] = []
+        # Transaction ids by event time and by report time, so that eviction visits only
+        # what expires, not all state.
+        self._expiring_transactions = _ExpiryQueue()
+        self._expiring_reports = _ExpiryQueue()
         self._horizon: int | None = None  # history before it has been dropped
 
     @classmethod
@@ -487,24 +520,17 @@ class OnlineFeatureStore:
         if self._horizon is not None and horizon <= self._horizon:
             return 0
         self._horizon = horizon
-        expired: set[_History] = set()
         dropped = 0
-        while self._expiring_transactions and self._expiring_transactions[0][0] < horizon:
-            _, tid = heappop(self._expiring_transactions)
-            expired.update(self._transactions.pop(tid).histories)
+        for tid in self._expiring_transactions.pop_before(horizon):
+            for history in self._transactions.pop(tid).histories:
+                if history.times[-1] < horizon:  # all of it expired: the entity goes
+                    self._drop(history)
             dropped += 1
             report = self._reports.get(tid)
             if report is not None and report[1] < horizon:
                 del self._reports[tid]
-        for history in expired:
-            latest = history.drop_before(horizon)
-            if latest is not None and history.by in self._whole_history_bys:
-                self._remember_dropped(history.by, history.entity, latest)
-            if not history.times:
-                del self._histories[history.by][history.entity]
         # A report is kept while its transaction is in history or it is itself recent.
-        while self._expiring_reports and self._expiring_reports[0][0] < horizon:
-            _, tid = heappop(self._expiring_reports)
+        for tid in self._expiring_reports.pop_before(horizon):
             if tid not in self._transactions:
                 self._reports.pop(tid, None)
         return dropped
@@ -530,11 +556,13 @@ class OnlineFeatureStore:
         for by, entity in entities:
             history = self._histories[by].get(entity)
             if history is None:
-                history = self._histories[by][entity] = _History(by, entity)
+                history = self._histories[by][entity] = _History(by, entity, self._columns_of[by])
             history.add(time, values)
+            if self._horizon is not None and history.times[0] < self._horizon:
+                self._trim(history)
             histories.append(history)
         recorded = self._transactions[transaction_id] = _Recorded(time, tuple(histories))
-        heappush(self._expiring_transactions, (time, transaction_id))
+        self._expiring_transactions.push(time, transaction_id)
         report = self._reports.get(transaction_id)
         if report is not None and report[0] == 1:
             self._attach_fraud(recorded, report[1])
@@ -544,7 +572,7 @@ class OnlineFeatureStore:
         if transaction_id in self._reports:
             return
         self._reports[transaction_id] = (is_fraud, reported)
-        heappush(self._expiring_reports, (reported, transaction_id))
+        self._expiring_reports.push(reported, transaction_id)
         recorded = self._transactions.get(transaction_id)
         if is_fraud == 1 and recorded is not None:
             self._attach_fraud(recorded, reported)
@@ -552,6 +580,23 @@ class OnlineFeatureStore:
     def _attach_fraud(self, recorded: _Recorded, reported: int) -> None:
         for history in recorded.histories:
             history.add_fraud(recorded.time, reported)
+
+    def _drop(self, history: _History) -> None:
+        """Forgets an entity's history, keeping its latest time if a feature needs it."""
+        table = self._histories[history.by]
+        if table.get(history.entity) is history:  # not already replaced by a newer history
+            del table[history.entity]
+            if history.by in self._whole_history_bys:
+                self._remember_dropped(history.by, history.entity, history.times[-1])
+
+    def _trim(self, history: _History) -> None:
+        """Drops the expired head of a history once it is `_STALE_ENTRIES` long: one call per
+        that many entries instead of one per entry. Until then the entries stay, unread: every
+        window starts after the horizon."""
+        if len(history.times) > _STALE_ENTRIES and history.times[_STALE_ENTRIES - 1] < self._horizon:
+            latest = history.drop_before(self._horizon)
+            if latest is not None and history.by in self._whole_history_bys:
+                self._remember_dropped(history.by, history.entity, latest)
 
     def _remember_dropped(self, by: tuple[str, ...], entity: Entity, time: int) -> None:
         dropped = self._latest_dropped[by]
