@@ -545,7 +545,8 @@ class OnlineFeatureStore:
         if recorded is not None:
             return recorded.histories
         entities = [(by, _entity(by, transaction)) for by in self._groupings]
-        if self._horizon is not None and time < self._horizon:
+        horizon = self._horizon
+        if horizon is not None and time < horizon:
             # Already out of every window; only the whole-history features can tell.
             for by, entity in entities:
                 if by in self._whole_history_bys:
@@ -558,7 +559,7 @@ class OnlineFeatureStore:
             if history is None:
                 history = self._histories[by][entity] = _History(by, entity, self._columns_of[by])
             history.add(time, values)
-            if self._horizon is not None and history.times[0] < self._horizon:
+            if horizon is not None and len(history.times) > _STALE_ENTRIES and history.times[_STALE_ENTRIES - 1] < horizon:
                 self._trim(history)
             histories.append(history)
         recorded = self._transactions[transaction_id] = _Recorded(time, tuple(histories))
@@ -590,13 +591,12 @@ class OnlineFeatureStore:
                 self._remember_dropped(history.by, history.entity, history.times[-1])
 
     def _trim(self, history: _History) -> None:
-        """Drops the expired head of a history once it is `_STALE_ENTRIES` long: one call per
-        that many entries instead of one per entry. Until then the entries stay, unread: every
-        window starts after the horizon."""
-        if len(history.times) > _STALE_ENTRIES and history.times[_STALE_ENTRIES - 1] < self._horizon:
-            latest = history.drop_before(self._horizon)
-            if latest is not None and history.by in self._whole_history_bys:
-                self._remember_dropped(history.by, history.entity, latest)
+        """Drops the expired head of a history. `_record` calls it once the head is
+        `_STALE_ENTRIES` long: one call per that many entries instead of one per entry. Until
+        then the entries stay, unread: every window starts after the horizon."""
+        latest = history.drop_before(self._horizon)
+        if latest is not None and history.by in self._whole_history_bys:
+            self._remember_dropped(history.by, history.entity, latest)
 
     def _remember_dropped(self, by: tuple[str, ...], entity: Entity, time: int) -> None:
         dropped = self._latest_dropped[by]

@@ -44,6 +44,7 @@ class StreamHistory:
         self.scoring = scoring
         self.add = add
         self.wait_s = wait_s
+        self.topic = topic
         self.partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
         self._topic_partitions = frozenset(self.partitions)
         if not self.partitions:
@@ -57,11 +58,12 @@ class StreamHistory:
         """Before `batch` is scored: follows the scoring consumer's assignment, fills any gap
         before the batch's records, and reads the partitions not owned up to their end."""
         self._follow_assignment()
-        offsets: dict[TopicPartition, tuple[int, int]] = {}  # the batch's first and last per partition
-        for record in batch:
-            tp = TopicPartition(record.topic, record.partition)
-            first, last = offsets.get(tp, (record.offset, record.offset))
-            offsets[tp] = (min(first, record.offset), max(last, record.offset))
+        firsts: dict[int, int] = {}  # the batch's first and last offsets per partition
+        lasts: dict[int, int] = {}
+        for record in batch:  # in offset order within each partition, as consumed
+            firsts.setdefault(record.partition, record.offset)
+            lasts[record.partition] = record.offset
+        offsets = {TopicPartition(self.topic, p): (first, lasts[p]) for p, first in firsts.items()}
         gaps = {tp: first for tp, (first, _) in offsets.items() if self._history_end(tp) < first}
         for tp in gaps:
             self.reader.seek(tp, self._history_end(tp))
