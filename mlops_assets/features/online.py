@@ -1,4 +1,4 @@
-"""The online feature store: the catalog's features for one incoming transaction at a time.
+"""The online feature store: the catalog's features for incoming transactions, a batch at a time.
 
 State model. For every entity the view groups by (a `by` of the catalog: a customer, a
 terminal, a customer at a terminal) the store keeps the entity's recent transactions as
@@ -8,23 +8,29 @@ its transactions that were reported as fraud, with when each report arrived. Bes
 the customer and terminal profiles, every transaction id in history (so adding one twice
 changes nothing) and every fraud report received (first report per transaction wins, as in
 the warehouse; a report may arrive before its transaction). History older than the widest
-window is dropped by `evict`; for features whose window is the entity's whole history
+window is dropped: by `evict` for a transaction's id and for an entity all of whose history
+expired, and a few entries at a time from the head of a history that is still in use (no
+window reaches them meanwhile). For features whose window is the entity's whole history
 (`seconds_since_previous`) the store remembers the latest dropped time per entity.
 
 Parity rule. A feature at time t equals the offline feature view's value
 (`mlops_assets/features/offline.py`): windows are `[t - w, t)`, so only events strictly
 earlier than t count (ties at t never do, whatever the arrival order), and a fraud report
 counts only if it was reported strictly before t. Window bounds are found by bisection in
-the sorted times, so transactions that arrive out of order are placed where they belong.
+the sorted times, so transactions that arrive out of order are placed where they belong,
+and a batch is recorded first and computed after: each row still sees only what is strictly
+earlier than its own transaction. The Python work per transaction is the bisections; the
+aggregates are taken over the whole batch at once with numpy.
+
 No feature is named here: each catalog `Feature` is computed by the implementation of its
 `function` (`_FUNCTIONS`), so a feature added in YAML alone is served online too.
 """
 from array import array
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from collections import deque
 from heapq import heappop, heappush
 from typing import Any, NamedTuple
 
@@ -151,7 +157,7 @@ class _Spec:
     feature: Feature
     function: Callable[["_Spec", "_Batch"], np.ndarray]
     params: dict[str, Any]
-    grouping: int | None  # index into `_Batch.entities`; None for a feature without `by`
+    grouping: int | None  # index into `_Batch.histories`; None for a feature without `by`
     window: int | None  # index into `_Batch.windows`; None for a feature without `by`
     values: int | None  # index into the batch's value slots; None for a feature without `of`
 
@@ -159,11 +165,10 @@ class _Spec:
 class _Batch:
     """Transactions whose features are computed together, from the store as it is.
 
-    The Python work per transaction is finding its entities' histories and each (by, window)
-    bound the view uses, one bisection each; the aggregates are then taken over the whole
-    batch at once with numpy, on each window's values laid end to end. Value slots and
-    means are taken on demand and shared by the features that read the same window and
-    column."""
+    The Python work per transaction is each (by, window) bound the view uses, one bisection
+    each; the aggregates are then taken over the whole batch at once with numpy, on each
+    window's values laid end to end. Value slots and means are taken on demand and shared by
+    the features that read the same window and column."""
 
     def __init__(
         self,
