@@ -15,9 +15,7 @@ Usage: python benchmarks/bench_scoring.py [--backlog 20000] [--rounds 3] [--rate
 3. Latency at an offered rate, by the first round's scoring service once it has drained the
    backlog: transactions are produced at `--rate` per second for `--seconds`; each score's
    `latency_ms` is the time from the transaction's produce timestamp to its score being
-   produced. Prints p50/p95/p99. (Measured after the later rounds instead, on a broker that
-   has just taken 100,000 more messages, the tail is longer for any version of the service:
-   p99 about 90 ms instead of about 50 ms on this 2-core machine.)
+   produced. Prints p50/p95/p99.
 """
 import argparse
 import json
