@@ -245,11 +245,14 @@ def main() -> None:
                 scoring_rates.append(sustained_rate(drain(reader, in_topic)))
                 if round_number == 0:
                     latencies = live_latencies(kafka, live, args.rate)
-                    in_topic += len(latencies)
+                    in_topic += len(live)
                 stop_process(scoring)
         finally:
             broker.stop()
-    print(f"\nbacklog of {len(backlog):,} transactions, 3 partitions, services as separate processes")
+    print(
+        f"\nbacklog of {len(backlog):,} transactions (later rounds {in_topic:,}, with the latency test's), "
+        "3 partitions, services as separate processes"
+    )
     passthrough_rate, scoring_rate = np.median(passthrough_rates), np.median(scoring_rates)
     print(f"  pass-through (no scoring): {passthrough_rate:10,.0f} msg/s  (median; rounds: {_rates(passthrough_rates)})")
     print(f"  fraud scoring service:     {scoring_rate:10,.0f} msg/s  (median; rounds: {_rates(scoring_rates)})")
