@@ -3,8 +3,9 @@
 
 - Features are computed online from the same `feature_definitions/` as the offline feature
   view (`OnlineFeatureStore`), bootstrapped from the warehouse at start, then updated from the
-  stream: each transaction is scored on its history and then added to it; fraud labels come
-  from `fraud_labels` (for the terminals' known fraud rates).
+  stream: each batch is added to history and every transaction in it scored on the history
+  strictly before its own time; fraud labels come from `fraud_labels` (for the terminals'
+  known fraud rates).
 - The model is the version holding the `champion` alias, verified on load (hash, feature
   list, feature view version); the alias is checked every few seconds and a new champion is
   swapped in between two batches, so no message is lost or scored twice for the swap.
