@@ -205,6 +205,7 @@ class _Batch:
         self._counts: list[np.ndarray | None] = [None] * len(store._windows)
         self._values: list[tuple[np.ndarray, np.ndarray] | None] = [None] * store._value_slots
         self._means: list[np.ndarray | None] = [None] * store._value_slots
+        self._columns: dict[str, np.ndarray] = {}
 
     def matrix(self) -> np.ndarray:
         """The batch's features: a row per transaction, a column per feature of the view."""
@@ -275,8 +276,11 @@ class _Batch:
         return np.where(counts > 0, reduce.reduceat(np.append(laid, laid[-1]), offsets), NAN)
 
     def column(self, name: str) -> np.ndarray:
-        """A column of the transactions themselves."""
-        return np.array([float(transaction[name]) for transaction in self.transactions])
+        """A column of the transactions themselves (read once, whichever features use it)."""
+        column = self._columns.get(name)
+        if column is None:
+            column = self._columns[name] = np.array([float(t[name]) for t in self.transactions])
+        return column
 
     def hours(self) -> np.ndarray:
         return (self.times // (3600 * _MICROS_PER_SECOND)) % 24
@@ -441,9 +445,9 @@ class OnlineFeatureStore:
         self._widest = max(
             (feature.window_seconds for feature in self._features if feature.window_seconds), default=0
         ) * _MICROS_PER_SECOND
-        # Columns aggregated over windows, stored per event.
-        self._columns = sorted({f.of for f in self._features if f.by and f.of})
+        # Columns aggregated over windows, stored per event: by each grouping, its own.
         self._columns_of = {by: sorted({f.of for f in self._features if f.by == by and f.of}) for by in bys}
+        self._columns = sorted({column for columns in self._columns_of.values() for column in columns})
         self._customers = dict(customers)
         self._terminals = dict(terminals)
         self._histories: dict[tuple[str, ...], dict[Entity, _History]] = {by: {} for by in bys}
